@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Count, Q
+from django.utils.translation import gettext_lazy as _
+
+
+class LLMModelQuerySet(models.QuerySet["LLMModel"]):
+    """The query API other Django apps use; every method chains."""
+
+    def free(self) -> LLMModelQuerySet:
+        return self.filter(is_free=True)
+
+    def available(self) -> LLMModelQuerySet:
+        return self.filter(is_available=True)
+
+    def with_vision(self) -> LLMModelQuerySet:
+        return self.filter(has_vision=True)
+
+    def by_author(self, author: str) -> LLMModelQuerySet:
+        return self.filter(author=author.strip().lstrip("~").lower())
+
+    def min_context(self, tokens: int) -> LLMModelQuerySet:
+        return self.filter(context_length__gte=tokens)
+
+    def search(self, text: str) -> LLMModelQuerySet:
+        text = text.strip()
+        if not text:
+            return self
+        return self.filter(
+            Q(model_id__icontains=text) | Q(name__icontains=text) | Q(description__icontains=text)
+        )
+
+    def supporting(self, parameter: str) -> LLMModelQuerySet:
+        # A delimited copy of supported_parameters: JSON "contains" is not available on SQLite.
+        return self.filter(parameters_text__contains=f"|{parameter.strip()}|")
+
+    def by_quality(self) -> LLMModelQuerySet:
+        return self.order_by("quality_rank", "model_id")
+
+    def filter_models(
+        self,
+        *,
+        provider: str | None = None,
+        has_vision: bool | None = None,
+        min_context_length: int | None = None,
+        search: str | None = None,
+    ) -> LLMModelQuerySet:
+        """The seed hook's ``filterModels``: every given criterion must hold."""
+        qs = self
+        if provider:
+            qs = qs.by_author(provider)
+        if has_vision is not None:
+            qs = qs.filter(has_vision=has_vision)
+        if min_context_length:
+            qs = qs.min_context(min_context_length)
+        if search:
+            qs = qs.search(search)
+        return qs
+
+    def providers(self) -> list[tuple[str, int]]:
+        """Each author with its number of free models, most first."""
+        rows = (
+            self.free()
+            .values("author")
+            .annotate(count=Count("pk"))
+            .order_by("-count", "author")
+            .values_list("author", "count")
+        )
+        return list(rows)
+
+
+class LLMModel(models.Model):
+    """Every model the syncs have seen, free or not. Rows are never deleted by a sync."""
+
+    model_id = models.CharField(_("OpenRouter id"), max_length=200, unique=True)
+    canonical_slug = models.CharField(_("canonical slug"), max_length=200, blank=True)
+    name = models.CharField(_("name"), max_length=300)
+    author = models.CharField(_("author"), max_length=100, db_index=True)
+    description = models.TextField(_("description"), blank=True)
+    context_length = models.PositiveIntegerField(_("context length"), default=0)
+    input_modalities = models.JSONField(_("input modalities"), default=list)
+    output_modalities = models.JSONField(_("output modalities"), default=list)
+    has_vision = models.BooleanField(_("vision"), default=False)
+    supported_parameters = models.JSONField(_("supported parameters"), default=list)
+    parameters_text = models.TextField(editable=False, default="")
+    pricing = models.JSONField(_("pricing"), default=dict)
+    is_free = models.BooleanField(_("free"), default=False)
+    non_free_reason = models.CharField(_("why not free"), max_length=200, blank=True)
+    category = models.CharField(_("category"), max_length=20, default="general")
+    quality_rank = models.PositiveIntegerField(_("rank"), default=0)
+    created_upstream = models.DateTimeField(_("created upstream"), null=True, blank=True)
+    first_seen_at = models.DateTimeField(_("first seen"))
+    last_seen_at = models.DateTimeField(_("last seen"))
+    is_available = models.BooleanField(_("available"), default=True)
+    metadata = models.JSONField(_("metadata"), default=dict)
+    raw = models.JSONField(_("upstream record"), default=dict)
+    content_hash = models.CharField(max_length=40, editable=False, default="")
+
+    objects = LLMModelQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("LLM model")
+        verbose_name_plural = _("LLM models")
+        ordering = ["quality_rank", "model_id"]
+        indexes = [
+            models.Index(
+                fields=["is_available", "is_free", "quality_rank"], name="llmmodel_serving_idx"
+            ),
+        ]
+        permissions = [("sync_models", _("Can synchronise models from OpenRouter"))]
+
+    def __str__(self) -> str:
+        return self.model_id
+
+
+class SyncRun(models.Model):
+    class Trigger(models.TextChoices):
+        CLI = "cli", _("command line")
+        ADMIN = "admin", _("admin")
+        API = "api", _("API")
+        SCHEDULE = "schedule", _("schedule")
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("running")
+        SUCCESS = "success", _("success")
+        FAILED = "failed", _("failed")
+        REFUSED = "refused", _("refused")
+
+    started_at = models.DateTimeField(_("started"), db_index=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), null=True, blank=True)
+    trigger = models.CharField(_("trigger"), max_length=10, choices=Trigger.choices)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.RUNNING
+    )
+    source = models.CharField(_("source"), max_length=500, blank=True)
+    forced = models.BooleanField(_("forced"), default=False)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    upstream_latency_ms = models.PositiveIntegerField(
+        _("upstream latency (ms)"), null=True, blank=True
+    )
+    fetched_count = models.PositiveIntegerField(_("fetched"), default=0)
+    free_count = models.PositiveIntegerField(_("free"), default=0)
+    added_count = models.PositiveIntegerField(_("added"), default=0)
+    updated_count = models.PositiveIntegerField(_("updated"), default=0)
+    unavailable_count = models.PositiveIntegerField(_("marked unavailable"), default=0)
+    restored_count = models.PositiveIntegerField(_("returned"), default=0)
+    skipped_count = models.PositiveIntegerField(_("skipped as malformed"), default=0)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("sync run")
+        verbose_name_plural = _("sync runs")
+        ordering = ["-started_at", "-pk"]
+        indexes = [models.Index(fields=["status", "-started_at"], name="syncrun_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_trigger_display()} {self.started_at:%Y-%m-%d %H:%M} {self.status}"
+
+
+class SyncLock(models.Model):
+    """A lease: one sync at a time across processes and machines, freed if its holder dies."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("sync lock")
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,497 @@
+"""The OpenRouter boundary: the only module that speaks HTTP and knows the upstream schema.
+
+It never touches the ORM. ``fetch`` / ``read_source`` return raw bytes, ``parse_body`` turns
+them into records, ``parse_record`` validates one record into a ``ParsedModel``.
+A broken *body* raises ``UpstreamError`` (the whole sync fails); a broken *record* raises
+``RecordError`` (that record is skipped and counted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from . import conf
+
+logger = logging.getLogger("models_sync")
+
+MAX_ID_LENGTH = 200
+MAX_NAME_LENGTH = 300
+MAX_CONTEXT_LENGTH = 1_000_000_000
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+CATEGORIES = ("general", "coding", "reasoning", "vision", "creative", "research")
+# Part of every content hash: bump it when classification changes so the next sync reclassifies.
+RULES_VERSION = "1"
+
+# An id is ``author/slug[:variant]``; an optional leading "~" marks OpenRouter's aliases.
+_ID_RE = re.compile(r"~?[A-Za-z0-9][\w.+@-]*(/[\w.:+@-]+)+", re.ASCII)
+_CODING_RE = re.compile(r"cod(e|er|ing|estral)\b|devstral|programm|\bswe\b|starcoder", re.I)
+_RESEARCH_RE = re.compile(r"research|sonar|perplexity|search", re.I)
+_CREATIVE_RE = re.compile(
+    r"creative|story|roleplay|\brp\b|rp-|mytho|lyria|music|novel|fiction|unslop", re.I
+)
+_REASONING_RE = re.compile(r"reason|think|\br1\b|-r1|r1-|r1t|\bqwq\b|prover|\bo[134]\b|z1", re.I)
+
+
+class UpstreamError(Exception):
+    """The upstream answer cannot be used at all: nothing may be written."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, latency_ms: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.latency_ms = latency_ms
+
+
+class RecordError(ValueError):
+    """One record is unusable; it is skipped and counted, the rest of the body is kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    body: bytes
+    source: str
+    status: int | None = None
+    latency_ms: int | None = None
+
+
+@dataclass(slots=True)
+class ParsedModel:
+    model_id: str
+    canonical_slug: str
+    name: str
+    author: str
+    description: str
+    context_length: int
+    input_modalities: list[str]
+    output_modalities: list[str]
+    has_vision: bool
+    supported_parameters: list[str]
+    pricing: dict[str, Any]
+    is_free: bool
+    non_free_reason: str
+    category: str
+    created_upstream: datetime | None
+    metadata: dict[str, Any]
+    raw: dict[str, Any]
+    content_hash: str
+
+
+@dataclass(slots=True)
+class ParseResult:
+    models: list[ParsedModel] = field(default_factory=list)
+    fetched: int = 0
+    skipped: int = 0
+    skip_reasons: list[str] = field(default_factory=list)
+
+
+class _CappedRetry(Retry):
+    """urllib3's Retry, honouring ``Retry-After`` but never for longer than the configured cap."""
+
+    def get_retry_after(self, response):  # type: ignore[no-untyped-def]
+        seconds = super().get_retry_after(response)
+        if seconds is None:
+            return None
+        return min(seconds, conf.max_retry_after())
+
+
+def build_session() -> requests.Session:
+    retry = _CappedRetry(
+        total=conf.retries(),
+        connect=conf.retries(),
+        read=conf.retries(),
+        status=conf.retries(),
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=conf.backoff_factor(),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        redirect=0,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = conf.user_agent()
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+def _elapsed_ms(start: float) -> int:
+    return round((time.monotonic() - start) * 1000)
+
+
+def fetch(url: str | None = None, *, session: requests.Session | None = None) -> FetchResult:
+    """GET the model list, streaming, under a size cap and an overall deadline."""
+    url = url or conf.api_url()
+    session = session or build_session()
+    headers = {}
+    if conf.api_key():
+        headers["Authorization"] = f"Bearer {conf.api_key()}"
+    cap = conf.max_response_bytes()
+    timeout = (conf.connect_timeout(), conf.read_timeout())
+    deadline = conf.connect_timeout() + 2 * conf.read_timeout()
+    host = urlsplit(url).hostname or url
+    logger.info("[OpenRouter Sync] Fetching models from %s", url)
+    start = time.monotonic()
+    try:
+        with session.get(
+            url, headers=headers, timeout=timeout, stream=True, allow_redirects=False
+        ) as response:
+            status = response.status_code
+            if 300 <= status < 400:
+                location = response.headers.get("Location", "")
+                raise UpstreamError(
+                    f"{host} answered HTTP {status} redirecting to {location!r}; "
+                    "redirects are not followed",
+                    status=status,
+                    latency_ms=_elapsed_ms(start),
+                )
+            if status >= 400:
+                raise UpstreamError(
+                    f"{host} answered HTTP {status} {response.reason or ''}".rstrip(),
+                    status=status,
+                    latency_ms=_elapsed_ms(start),
+                )
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise UpstreamError(
+                    f"response of {int(declared)} bytes is over the {cap}-byte limit; refused",
+                    status=status,
+                    latency_ms=_elapsed_ms(start),
+                )
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                # read1 returns what has arrived, so a slow drip still meets the deadline.
+                chunk = response.raw.read1(64 * 1024, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > cap:
+                    raise UpstreamError(
+                        f"response is over the {cap}-byte limit; refused",
+                        status=status,
+                        latency_ms=_elapsed_ms(start),
+                    )
+                if time.monotonic() - start > deadline:
+                    raise UpstreamError(
+                        f"{host} took over {deadline:g} s to send the response (timeout)",
+                        status=status,
+                        latency_ms=_elapsed_ms(start),
+                    )
+                chunks.append(chunk)
+    except requests.Timeout as exc:
+        raise UpstreamError(
+            f"{host} did not answer in time (timeout): {type(exc).__name__}",
+            latency_ms=_elapsed_ms(start),
+        ) from exc
+    except requests.ConnectionError as exc:
+        raise UpstreamError(
+            f"could not reach {host}: {_short_reason(exc)}", latency_ms=_elapsed_ms(start)
+        ) from exc
+    except requests.RequestException as exc:
+        raise UpstreamError(
+            f"request to {host} failed: {_short_reason(exc)}", latency_ms=_elapsed_ms(start)
+        ) from exc
+    except (OSError, ValueError) as exc:  # urllib3 protocol/decoding errors while streaming
+        if isinstance(exc, UpstreamError):
+            raise
+        raise UpstreamError(
+            f"reading the response from {host} failed: {_short_reason(exc)}",
+            latency_ms=_elapsed_ms(start),
+        ) from exc
+    latency = _elapsed_ms(start)
+    logger.info("[OpenRouter Sync] Received %d bytes in %d ms", size, latency)
+    return FetchResult(body=b"".join(chunks), source=url, status=status, latency_ms=latency)
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def read_source(source: str) -> FetchResult:
+    """A snapshot instead of OpenRouter: another URL, or a local file (offline use)."""
+    if source.startswith(("http://", "https://")):
+        return fetch(source)
+    path = Path(source)
+    if not path.is_file():
+        raise UpstreamError(f"snapshot file not found: {source}")
+    size = path.stat().st_size
+    cap = conf.max_response_bytes()
+    if size > cap:
+        raise UpstreamError(f"snapshot of {size} bytes is over the {cap}-byte limit; refused")
+    return FetchResult(body=path.read_bytes(), source=str(path))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_body(body: bytes) -> list[Any]:
+    """The body's list of records, or ``UpstreamError`` saying why it is not a model list."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UpstreamError(f"response is not UTF-8 (invalid byte at offset {exc.start})") from exc
+    if not text.strip():
+        raise UpstreamError("response is empty")
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise UpstreamError("response is nested too deep to be a model list") from exc
+    except ValueError as exc:
+        if text.lstrip()[:1] == "<":
+            raise UpstreamError("response is HTML, not JSON") from exc
+        raise UpstreamError(f"response is not valid JSON: {exc}") from exc
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        if "data" in document:
+            data = document["data"]
+            if isinstance(data, list):
+                return data
+            raise UpstreamError(f"response 'data' is {_json_type(data)}, not a list of models")
+        if "error" in document:
+            error = document["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise UpstreamError(f"upstream returned an error: {str(message)[:200]}")
+        raise UpstreamError("response has no 'data' list of models")
+    raise UpstreamError(f"response is {_json_type(document)}, not a model list")
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def parse_models(records: list[Any]) -> ParseResult:
+    """Validate every record; bad ones are skipped and counted, duplicates keep the first."""
+    result = ParseResult(fetched=len(records))
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        try:
+            model = parse_record(record)
+        except RecordError as exc:
+            result.skipped += 1
+            if len(result.skip_reasons) < 20:
+                result.skip_reasons.append(f"record {index}: {exc}")
+            continue
+        if model.model_id in seen:
+            result.skipped += 1
+            if len(result.skip_reasons) < 20:
+                result.skip_reasons.append(f"record {index}: duplicate id {model.model_id!r}")
+            continue
+        seen.add(model.model_id)
+        result.models.append(model)
+    if result.skipped:
+        logger.warning(
+            "[OpenRouter Sync] Skipped %d malformed records: %s",
+            result.skipped,
+            "; ".join(result.skip_reasons[:5]),
+        )
+    return result
+
+
+def parse_record(record: Any) -> ParsedModel:
+    if not isinstance(record, dict):
+        raise RecordError(f"record is {_json_type(record)}, not an object")
+    model_id = record.get("id")
+    if not isinstance(model_id, str):
+        raise RecordError("missing id" if model_id is None else "id is not a string")
+    if not model_id or len(model_id) > MAX_ID_LENGTH:
+        raise RecordError(f"id has {len(model_id)} characters (1 to {MAX_ID_LENGTH} allowed)")
+    if not _ID_RE.fullmatch(model_id) or any(part in {".", ".."} for part in model_id.split("/")):
+        raise RecordError(f"id {model_id[:60]!r} is not of the form author/model")
+
+    pricing = record.get("pricing")
+    if not isinstance(pricing, dict):
+        raise RecordError(f"pricing is {_json_type(pricing)}, not an object")
+    prices = _parse_prices(pricing)
+
+    context_length = _parse_context(record)
+    architecture = record.get("architecture")
+    if not isinstance(architecture, dict):
+        architecture = {}
+    input_modalities, output_modalities, has_vision = _modalities(architecture)
+
+    name = record.get("name")
+    name = name.strip() if isinstance(name, str) and name.strip() else model_id
+    description = record.get("description")
+    description = description if isinstance(description, str) else ""
+    slug = record.get("canonical_slug")
+    slug = slug if isinstance(slug, str) and len(slug) <= MAX_ID_LENGTH else ""
+    parameters = record.get("supported_parameters")
+    parameters = (
+        sorted({p for p in parameters if isinstance(p, str) and len(p) <= 100})
+        if isinstance(parameters, list)
+        else []
+    )
+    reason = free_verdict(model_id, prices, output_modalities)
+    top_provider = record.get("top_provider")
+    metadata = {
+        "architecture": architecture,
+        "topProvider": top_provider if isinstance(top_provider, dict) else None,
+        "perRequestLimits": record.get("per_request_limits"),
+    }
+    return ParsedModel(
+        model_id=model_id,
+        canonical_slug=slug,
+        name=name[:MAX_NAME_LENGTH],
+        author=model_id.split("/", 1)[0].lstrip("~").lower(),
+        description=description,
+        context_length=context_length,
+        input_modalities=input_modalities,
+        output_modalities=output_modalities,
+        has_vision=has_vision,
+        supported_parameters=parameters,
+        pricing=pricing,
+        is_free=not reason,
+        non_free_reason=reason,
+        category=categorize(model_id, name, has_vision, parameters),
+        created_upstream=_parse_created(record.get("created")),
+        metadata=metadata,
+        raw=record,
+        content_hash=hashlib.sha1(
+            (RULES_VERSION + json.dumps(record, sort_keys=True, separators=(",", ":"))).encode(),
+            usedforsecurity=False,
+        ).hexdigest(),
+    )
+
+
+def _parse_prices(pricing: dict[str, Any]) -> dict[str, Decimal]:
+    """Every priced component as a Decimal; non-scalar values (2026's ``overrides``) are ignored."""
+    prices: dict[str, Decimal] = {}
+    for key, value in pricing.items():
+        if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+            if key in ("prompt", "completion") and value is not None:
+                raise RecordError(f"price {key!r} is {_json_type(value)}, not a number")
+            continue
+        try:
+            amount = Decimal(value.strip() if isinstance(value, str) else str(value))
+        except (InvalidOperation, ValueError, TypeError) as exc:
+            raise RecordError(f"price {key!r} is not a number: {str(value)[:40]!r}") from exc
+        if not amount.is_finite():
+            raise RecordError(f"price {key!r} is not a finite number: {str(value)[:40]!r}")
+        prices[key] = amount
+    return prices
+
+
+def free_verdict(model_id: str, prices: dict[str, Decimal], output_modalities: list[str]) -> str:
+    """Empty when the model is free, otherwise why it is not (kept on the row for inspection)."""
+    for key in ("prompt", "completion"):
+        if key not in prices:
+            return f"no {key} price"
+        if prices[key] != 0:
+            return f"{key} costs {prices[key]}"
+    for key, amount in prices.items():
+        if amount != 0:
+            return f"{key} costs {amount}"
+    non_text = [m for m in output_modalities if m != "text"]
+    if non_text and not model_id.endswith(":free"):
+        return f"outputs {'+'.join(non_text)}, priced outside 'pricing'"
+    return ""
+
+
+def _parse_context(record: dict[str, Any]) -> int:
+    value = record.get("context_length")
+    if value is None:
+        top = record.get("top_provider")
+        value = top.get("context_length") if isinstance(top, dict) else None
+        if value is None:
+            return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(f"context_length is {_json_type(value)}, not a number")
+    if isinstance(value, float) and not value.is_integer():
+        raise RecordError(f"context_length {value!r} is not a whole number")
+    if not 0 <= value <= MAX_CONTEXT_LENGTH:
+        raise RecordError(f"context_length {value:g} is out of range")
+    return int(value)
+
+
+def _parse_created(value: Any) -> datetime | None:
+    """A plausible Unix timestamp, else unknown (year 3000 or negative is a broken clock)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not 1_400_000_000 <= value <= time.time() + 86_400:
+        return None
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _modalities(architecture: dict[str, Any]) -> tuple[list[str], list[str], bool]:
+    modality = architecture.get("modality")
+    modality = modality if isinstance(modality, str) else ""
+    left, arrow, right = modality.partition("->")
+    if modality == "multimodal":
+        derived_in = ["text", "image"]
+    else:
+        derived_in = [m for m in left.split("+") if m] or ["text"]
+    derived_out = [m for m in right.split("+") if m] if arrow else ["text"]
+
+    def _strings(value: Any, fallback: list[str]) -> list[str]:
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return list(dict.fromkeys(value))
+        return fallback
+
+    inputs = _strings(architecture.get("input_modalities"), derived_in)
+    outputs = _strings(architecture.get("output_modalities"), derived_out)
+    has_vision = "image" in inputs or modality == "multimodal" or "image" in left.split("+")
+    return inputs, outputs, has_vision
+
+
+def categorize(model_id: str, name: str, has_vision: bool, parameters: list[str]) -> str:
+    """One category from the name and the capabilities; 'vision' only for vision models."""
+    text = f"{model_id} {name}"
+    if _CODING_RE.search(text):
+        return "coding"
+    if _RESEARCH_RE.search(text):
+        return "research"
+    if _CREATIVE_RE.search(text):
+        return "creative"
+    if has_vision:
+        return "vision"
+    if _REASONING_RE.search(text) or "reasoning" in parameters:
+        return "reasoning"
+    return "general"
+
+
+def is_new(
+    created: datetime | None,
+    first_seen: datetime | None,
+    *,
+    since: datetime,
+    catalogue_start: datetime | None,
+) -> bool:
+    """New: created upstream after ``since``; with no ``created``, first seen after ``since`` by a
+    sync later than the one that filled the catalogue (a first sync does not make everything new).
+    """
+    if created is not None:
+        return created >= since
+    if first_seen is None or first_seen < since:
+        return False
+    return catalogue_start is not None and first_seen > catalogue_start
+
+
+def new_since(now: datetime) -> datetime:
+    return now - timedelta(days=conf.new_days())

@@ -1,0 +1,479 @@
+"""Sync, cache tiers and stats: the one place every face (command, admin, API, task) calls."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import Any, TypeVar
+
+from django.core.cache import caches
+from django.db import transaction
+from django.db.models import Count, Max, Q, Subquery
+from django.utils import timezone
+
+from . import conf, openrouter
+from .models import LLMModel, SyncLock, SyncRun
+from .openrouter import ParsedModel, UpstreamError
+
+logger = logging.getLogger("models_sync")
+
+BATCH_SIZE = 500
+LOCK_NAME = "openrouter-sync"
+CACHE_KEY = "models_sync:free-models:v1"
+SYNCED_FIELDS = (
+    "canonical_slug",
+    "name",
+    "author",
+    "description",
+    "context_length",
+    "input_modalities",
+    "output_modalities",
+    "has_vision",
+    "supported_parameters",
+    "parameters_text",
+    "pricing",
+    "is_free",
+    "non_free_reason",
+    "category",
+    "created_upstream",
+    "metadata",
+    "raw",
+    "content_hash",
+    "quality_rank",
+    "is_available",
+)
+T = TypeVar("T")
+
+
+class SyncError(Exception):
+    """A sync that did not succeed; ``run`` is its recorded ``SyncRun``."""
+
+    def __init__(self, message: str, *, run: SyncRun) -> None:
+        super().__init__(message)
+        self.message = message
+        self.run = run
+
+
+class SyncFailed(SyncError):
+    """Upstream unreachable or its body unusable, or an unexpected error; no row changed."""
+
+
+class SyncRefused(SyncError):
+    """The answer looked wrong (empty, or most models gone); no row changed. ``force`` overrides."""
+
+
+class SyncAlreadyRunning(SyncError):
+    """Another sync holds the lock."""
+
+
+class ModelsUnavailable(Exception):
+    """No model can be served at all: upstream failed and the table is empty."""
+
+
+class _Refusal(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Counts:
+    added: int = 0
+    updated: int = 0
+    unavailable: int = 0
+    restored: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Sync
+
+
+def sync_models(*, trigger: str, source: str | None = None, force: bool = False) -> SyncRun:
+    """Fetch, parse, classify and upsert the catalogue; record a ``SyncRun`` whatever happens.
+
+    The HTTP call happens before any transaction; the write is one transaction, under a lease
+    lock so that only one sync writes at a time across processes.
+    """
+    clock = time.monotonic()
+    run = SyncRun.objects.create(
+        started_at=timezone.now(),
+        trigger=trigger,
+        source=(source or conf.api_url())[:500],
+        forced=force,
+    )
+    token = uuid.uuid4().hex
+    if not _acquire_lock(token):
+        _finish(run, clock, SyncRun.Status.REFUSED, error="another sync is already running")
+        raise SyncAlreadyRunning(run.error, run=run)
+    try:
+        return _sync_locked(run, clock, token=token, source=source, force=force)
+    finally:
+        _release_lock(token)
+
+
+def _sync_locked(
+    run: SyncRun, clock: float, *, token: str, source: str | None, force: bool
+) -> SyncRun:
+    try:
+        fetched = openrouter.read_source(source) if source else openrouter.fetch()
+        run.http_status, run.upstream_latency_ms = fetched.status, fetched.latency_ms
+        logger.info("[OpenRouter Sync] Parsing %d bytes", len(fetched.body))
+        parsed = openrouter.parse_models(openrouter.parse_body(fetched.body))
+    except UpstreamError as exc:
+        run.http_status = exc.status if exc.status is not None else run.http_status
+        run.upstream_latency_ms = exc.latency_ms or run.upstream_latency_ms
+        logger.error("[OpenRouter Sync] Sync failed: %s", exc.message)
+        _finish(run, clock, SyncRun.Status.FAILED, error=exc.message)
+        raise SyncFailed(exc.message, run=run) from exc
+    except Exception as exc:
+        logger.exception("[OpenRouter Sync] Unexpected error while reading the response")
+        message = f"unexpected error while reading the response: {type(exc).__name__}: {exc}"
+        _finish(run, clock, SyncRun.Status.FAILED, error=message[:2000])
+        raise SyncFailed(message, run=run) from exc
+
+    run.fetched_count = parsed.fetched
+    run.skipped_count = parsed.skipped
+    run.free_count = sum(1 for m in parsed.models if m.is_free)
+    logger.info("[OpenRouter Sync] Successfully fetched %d models", parsed.fetched - parsed.skipped)
+    logger.info("[OpenRouter Sync] Found %d free models", run.free_count)
+    try:
+        with transaction.atomic():
+            counts = _apply(parsed.models, now=run.started_at, token=token, force=force)
+    except _Refusal as exc:
+        logger.warning("[OpenRouter Sync] Sync refused: %s", exc)
+        _finish(run, clock, SyncRun.Status.REFUSED, error=str(exc))
+        raise SyncRefused(str(exc), run=run) from exc
+    except Exception as exc:
+        logger.exception("[OpenRouter Sync] Writing the models failed; nothing was changed")
+        message = f"writing the models failed: {type(exc).__name__}: {exc}"
+        _finish(run, clock, SyncRun.Status.FAILED, error=message[:2000])
+        raise SyncFailed(message, run=run) from exc
+
+    run.added_count = counts.added
+    run.updated_count = counts.updated
+    run.unavailable_count = counts.unavailable
+    run.restored_count = counts.restored
+    _finish(run, clock, SyncRun.Status.SUCCESS)
+    invalidate_model_cache()
+    logger.info(
+        "[OpenRouter Sync] Sync done in %d ms: %d added, %d updated, %d unavailable, %d returned",
+        run.duration_ms,
+        counts.added,
+        counts.updated,
+        counts.unavailable,
+        counts.restored,
+    )
+    return run
+
+
+def _finish(run: SyncRun, clock: float, status: str, *, error: str = "") -> None:
+    run.status = status
+    run.error = error
+    run.finished_at = timezone.now()
+    run.duration_ms = round((time.monotonic() - clock) * 1000)
+    run.save()
+
+
+def _acquire_lock(token: str) -> bool:
+    now = timezone.now()
+    SyncLock.objects.get_or_create(name=LOCK_NAME)
+    free = Q(expires_at__isnull=True) | Q(expires_at__lt=now)
+    taken = (
+        SyncLock.objects.filter(free, name=LOCK_NAME).update(
+            holder=token, expires_at=now + timedelta(seconds=conf.lock_seconds())
+        )
+        == 1
+    )
+    return taken
+
+
+def _release_lock(token: str) -> None:
+    SyncLock.objects.filter(name=LOCK_NAME, holder=token).update(holder="", expires_at=None)
+
+
+def sync_is_running() -> bool:
+    return SyncLock.objects.filter(
+        name=LOCK_NAME, holder__gt="", expires_at__gte=timezone.now()
+    ).exists()
+
+
+def sort_key(author: str, context_length: int, name: str, model_id: str) -> tuple[Any, ...]:
+    """The seed's order: known providers first (one group), then larger context, then name."""
+    known = author in conf.known_providers()
+    return (0 if known else 1, -context_length, name.casefold(), model_id)
+
+
+def _model_key(model: ParsedModel) -> tuple[Any, ...]:
+    return sort_key(model.author, model.context_length, model.name, model.model_id)
+
+
+def _row_values(model: ParsedModel) -> dict[str, Any]:
+    return {
+        "canonical_slug": model.canonical_slug,
+        "name": model.name,
+        "author": model.author[:100],
+        "description": model.description,
+        "context_length": model.context_length,
+        "input_modalities": model.input_modalities,
+        "output_modalities": model.output_modalities,
+        "has_vision": model.has_vision,
+        "supported_parameters": model.supported_parameters,
+        "parameters_text": "|" + "|".join(model.supported_parameters) + "|",
+        "pricing": model.pricing,
+        "is_free": model.is_free,
+        "non_free_reason": model.non_free_reason[:200],
+        "category": model.category,
+        "created_upstream": model.created_upstream,
+        "metadata": model.metadata,
+        "raw": model.raw,
+        "content_hash": model.content_hash,
+    }
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _apply(models: Sequence[ParsedModel], *, now: datetime, token: str, force: bool) -> _Counts:
+    lock = SyncLock.objects.select_for_update().get(name=LOCK_NAME)
+    if lock.holder != token:
+        raise RuntimeError("the sync lock expired and was taken by another sync")
+    existing = {
+        model_id: (pk, content_hash, is_available, rank)
+        for model_id, pk, content_hash, is_available, rank in LLMModel.objects.values_list(
+            "model_id", "pk", "content_hash", "is_available", "quality_rank"
+        )
+    }
+    seen = {m.model_id for m in models}
+    available_before = sum(1 for row in existing.values() if row[2])
+    vanished = [row[0] for mid, row in existing.items() if row[2] and mid not in seen]
+    if not force:
+        if not models:
+            raise _Refusal("upstream returned no models; nothing was changed (use force to accept)")
+        limit = available_before * conf.max_unavailable_ratio()
+        if available_before and len(vanished) > limit:
+            raise _Refusal(
+                f"the answer would mark {len(vanished)} of {available_before} available models "
+                f"unavailable (more than {conf.max_unavailable_ratio():.0%}); nothing was changed "
+                "(use force to accept)"
+            )
+
+    counts = _Counts(unavailable=len(vanished))
+    to_create: list[LLMModel] = []
+    to_update: list[LLMModel] = []
+    rank_only: list[LLMModel] = []
+    for rank, model in enumerate(sorted(models, key=_model_key), start=1):
+        row = existing.get(model.model_id)
+        if row is None:
+            to_create.append(
+                LLMModel(
+                    model_id=model.model_id,
+                    quality_rank=rank,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                    is_available=True,
+                    **_row_values(model),
+                )
+            )
+            continue
+        pk, content_hash, was_available, old_rank = row
+        if content_hash != model.content_hash or not was_available:
+            counts.updated += content_hash != model.content_hash
+            counts.restored += not was_available
+            to_update.append(
+                LLMModel(pk=pk, quality_rank=rank, is_available=True, **_row_values(model))
+            )
+        elif old_rank != rank:
+            rank_only.append(LLMModel(pk=pk, quality_rank=rank))
+    counts.added = len(to_create)
+
+    for batch in _batched(to_create, BATCH_SIZE):
+        LLMModel.objects.bulk_create(batch)
+    LLMModel.objects.bulk_update(to_update, SYNCED_FIELDS, batch_size=BATCH_SIZE)
+    LLMModel.objects.bulk_update(rank_only, ["quality_rank"], batch_size=BATCH_SIZE)
+    for batch in _batched(vanished, BATCH_SIZE):
+        LLMModel.objects.filter(pk__in=batch).update(is_available=False)
+    # After the writes above, the available rows are exactly the ones this answer listed.
+    LLMModel.objects.filter(is_available=True).update(last_seen_at=now)
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# Serving: app format, stats, cache tiers
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with milliseconds and a Z, as the seed's JavaScript ``toISOString``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{value.microsecond // 1000:03d}Z"
+    )
+
+
+def to_app_format(
+    model: LLMModel, *, new_since: datetime, catalogue_start: datetime | None
+) -> dict[str, Any]:
+    """The seed's ``convertToAppModel``, the contract of the API and ``--save``."""
+    pricing = model.pricing if isinstance(model.pricing, dict) else {}
+    return {
+        "id": model.model_id,
+        "name": model.name,
+        "description": model.description,
+        "provider": "openrouter",
+        "contextLength": model.context_length,
+        "isFree": model.is_free,
+        "category": model.category,
+        "isNew": openrouter.is_new(
+            model.created_upstream,
+            model.first_seen_at,
+            since=new_since,
+            catalogue_start=catalogue_start,
+        ),
+        "features": {"rag": True, "vision": model.has_vision, "streaming": True},
+        "pricing": {"prompt": pricing.get("prompt"), "completion": pricing.get("completion")},
+        "metadata": model.metadata,
+        "author": model.author,
+        "canonicalSlug": model.canonical_slug,
+        "inputModalities": model.input_modalities,
+        "outputModalities": model.output_modalities,
+        "supportedParameters": model.supported_parameters,
+        "createdUpstream": iso(model.created_upstream),
+        "firstSeen": iso(model.first_seen_at),
+        "lastSeen": iso(model.last_seen_at),
+        "available": model.is_available,
+    }
+
+
+def compute_stats(models: Sequence[dict[str, Any]], *, total_available: int) -> dict[str, Any]:
+    """The seed API's stats over the served (free) models; zeros, never nulls, when empty."""
+    contexts = [m["contextLength"] for m in models]
+    by_provider = Counter(m["author"] for m in models)
+    return {
+        "total": len(models),
+        "totalAvailable": total_available,
+        "free": len(models),
+        "byProvider": dict(sorted(by_provider.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "withVision": sum(1 for m in models if m["features"]["vision"]),
+        "averageContextLength": round(sum(contexts) / len(contexts)) if contexts else 0,
+        "maxContextLength": max(contexts, default=0),
+        "minContextLength": min(contexts, default=0),
+        "new": sum(1 for m in models if m["isNew"]),
+        "byCategory": dict(Counter(m["category"] for m in models).most_common()),
+    }
+
+
+@dataclass(slots=True)
+class Catalogue:
+    """What the serving tiers return: the free models in order, with where they came from."""
+
+    models: list[dict[str, Any]]
+    total_available: int
+    last_sync: datetime | None
+    source: str  # memory | database | openrouter
+    stale: bool = False
+    error: str = ""
+    built_at: datetime = field(default_factory=timezone.now)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return compute_stats(self.models, total_available=self.total_available)
+
+
+def _cache():
+    return caches[conf.cache_alias()]
+
+
+def load_catalogue_from_db(*, now: datetime | None = None) -> Catalogue:
+    """Tier 2 in one query: the free available rows in order, with table-wide figures attached."""
+    now = now or timezone.now()
+    table = LLMModel.objects.order_by()
+    available = table.filter(is_available=True)
+    rows = list(
+        LLMModel.objects.available()
+        .free()
+        .by_quality()
+        .defer("raw")
+        .annotate(
+            catalogue_start=Subquery(table.order_by("first_seen_at").values("first_seen_at")[:1]),
+            total_available=Subquery(
+                available.values("is_available").annotate(n=Count("pk")).values("n")[:1]
+            ),
+            last_sync=Subquery(available.order_by("-last_seen_at").values("last_seen_at")[:1]),
+        )
+    )
+    if not rows:
+        summary = available.aggregate(n=Count("pk"), last=Max("last_seen_at"))
+        return Catalogue([], summary["n"], summary["last"], "database", built_at=now)
+    first = rows[0]
+    new_since = openrouter.new_since(now)
+    models = [
+        to_app_format(r, new_since=new_since, catalogue_start=first.catalogue_start) for r in rows
+    ]
+    return Catalogue(
+        models=models,
+        total_available=first.total_available or 0,
+        last_sync=first.last_sync,
+        source="database",
+        built_at=now,
+    )
+
+
+def invalidate_model_cache() -> None:
+    """Drop tier 1 for every process sharing the cache backend (one shared key)."""
+    _cache().delete(CACHE_KEY)
+
+
+def _is_fresh(catalogue: Catalogue, now: datetime) -> bool:
+    return catalogue.last_sync is not None and catalogue.last_sync >= now - timedelta(
+        hours=conf.fresh_hours()
+    )
+
+
+def get_cached_free_models(
+    *,
+    force_refresh: bool = False,
+    cache_duration: int | None = None,
+    trigger: str = SyncRun.Trigger.API,
+) -> Catalogue:
+    """The seed's ``getCachedFreeModels``: memory, then the DB (24 h), then OpenRouter."""
+    cache = _cache()
+    duration = conf.cache_seconds() if cache_duration is None else cache_duration
+    if not force_refresh:
+        cached = cache.get(CACHE_KEY)
+        if cached is not None:
+            logger.debug("[OpenRouter Sync] Using cached models")
+            cached.source = "memory"
+            return cached
+        now = timezone.now()
+        catalogue = load_catalogue_from_db(now=now)
+        if catalogue.models and _is_fresh(catalogue, now):
+            cache.set(CACHE_KEY, catalogue, duration)
+            return catalogue
+        logger.info("[OpenRouter Sync] Cache expired, fetching new models")
+    try:
+        sync_models(trigger=trigger)
+    except SyncError as exc:
+        now = timezone.now()
+        catalogue = load_catalogue_from_db(now=now)
+        if not catalogue.models:
+            raise ModelsUnavailable(
+                f"no models available: the sync failed ({exc.message}) and the table is empty"
+            ) from exc
+        catalogue.stale = not _is_fresh(catalogue, now)
+        catalogue.error = exc.message
+        return catalogue
+    catalogue = load_catalogue_from_db()
+    catalogue.source = "openrouter"
+    cache.set(CACHE_KEY, catalogue, duration)
+    return catalogue
+
+
+def get_free_models_stats() -> dict[str, Any]:
+    return get_cached_free_models().stats

@@ -1,0 +1,364 @@
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import requests
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from models_sync import services
+from models_sync.models import LLMModel, SyncLock, SyncRun
+from models_sync.services import (
+    SyncAlreadyRunning,
+    SyncFailed,
+    SyncRefused,
+    sort_key,
+    sync_models,
+)
+
+from .conftest import fixture_records
+
+pytestmark = pytest.mark.django_db
+KNOWN = ("google", "meta-llama", "microsoft", "mistralai", "qwen")
+
+
+def _dump() -> list[tuple]:
+    return list(
+        LLMModel.objects.order_by("model_id").values_list(
+            "model_id",
+            "name",
+            "is_free",
+            "is_available",
+            "quality_rank",
+            "content_hash",
+            "last_seen_at",
+            "first_seen_at",
+        )
+    )
+
+
+def _expected_top_ten(year: int) -> list[str]:
+    """The seed's order computed independently from the file."""
+    free = LLMModel.objects.filter(is_free=True).values_list("model_id", flat=True)
+    records = [r for r in fixture_records(year) if r["id"] in set(free)]
+    records.sort(
+        key=lambda r: (
+            r["id"].lstrip("~").split("/")[0] not in KNOWN,
+            -(r.get("context_length") or 0),
+            r["name"].casefold(),
+        )
+    )
+    return [r["id"] for r in records[:10]]
+
+
+@pytest.mark.parametrize(
+    ("year", "total", "free"), [(2024, 100, 10), (2025, 321, 67), (2026, 414, 18)]
+)
+def test_sync_stores_every_model_and_counts_free(serve, year, total, free):
+    serve(year)
+    run = sync_models(trigger="cli")
+    assert (run.status, run.fetched_count, run.free_count, run.added_count) == (
+        "success",
+        total,
+        free,
+        total,
+    )
+    assert LLMModel.objects.count() == total
+    assert LLMModel.objects.free().count() == free
+    assert run.http_status == 200
+    assert run.upstream_latency_ms is not None
+
+
+@pytest.mark.parametrize("year", [2024, 2025, 2026])
+def test_free_models_sorted_as_the_seed(serve, year):
+    serve(year)
+    sync_models(trigger="cli")
+    top = list(LLMModel.objects.free().by_quality().values_list("model_id", flat=True)[:10])
+    assert top == _expected_top_ten(year)
+
+
+def test_first_ten_of_2026_exactly(serve):
+    serve(2026)
+    sync_models(trigger="cli")
+    top = list(LLMModel.objects.free().by_quality().values_list("model_id", flat=True)[:10])
+    assert top == [
+        "google/gemma-4-26b-a4b-it:free",
+        "google/gemma-4-31b-it:free",
+        "nvidia/nemotron-3-ultra-550b-a55b:free",
+        "nvidia/nemotron-3.5-lightning:free",
+        "dots-studio/dots-3-note-preview:free",
+        "nvidia/nemotron-3-super-120b-a12b:free",
+        "poolside/laguna-s-2.1:free",
+        "poolside/laguna-xs-2.1:free",
+        "cohere/north-mini-code:free",
+        "nvidia/nemotron-3-nano-30b-a3b:free",
+    ]
+
+
+def test_sort_key_known_providers_form_one_group():
+    assert sort_key("qwen", 10, "b", "q/b") < sort_key("google", 5, "a", "g/a")
+    assert sort_key("google", 5, "a", "g/a") < sort_key("nvidia", 10**6, "a", "n/a")
+    assert sort_key("google", 5, "a", "g/a") < sort_key("google", 5, "b", "g/b")
+
+
+def test_sync_stores_fields(serve):
+    serve(2026)
+    sync_models(trigger="cli")
+    model = LLMModel.objects.get(model_id="google/gemma-4-31b-it:free")
+    assert model.author == "google"
+    assert model.canonical_slug.startswith("google/gemma-4-31b-it")
+    assert model.has_vision
+    assert "tools" in model.supported_parameters
+    assert LLMModel.objects.supporting("tools").filter(pk=model.pk).exists()
+    assert model.pricing["prompt"] == "0"
+    assert model.raw["id"] == model.model_id
+    assert model.is_available
+    assert model.created_upstream is not None
+
+
+def test_upstream_500_leaves_rows_untouched_and_records_failure(serve, settings):
+    serve(2026)
+    sync_models(trigger="cli")
+    before = _dump()
+    settings.MODELS_SYNC_RETRIES = 0
+    serve(body=b"oops", status=500)
+    with pytest.raises(SyncFailed) as excinfo:
+        sync_models(trigger="cli")
+    assert excinfo.value.message == "openrouter.ai answered HTTP 500 Internal Server Error"
+    assert _dump() == before
+    run = SyncRun.objects.first()
+    assert (run.status, run.http_status, run.error) == ("failed", 500, excinfo.value.message)
+
+
+def test_timeout_leaves_rows_untouched(serve):
+    serve(2026)
+    sync_models(trigger="cli")
+    before = _dump()
+    serve(body=requests.ConnectTimeout("connect timed out"))
+    with pytest.raises(SyncFailed):
+        sync_models(trigger="schedule")
+    assert _dump() == before
+    assert SyncRun.objects.first().status == "failed"
+
+
+def test_malformed_json_fails_the_run(serve):
+    serve(body=b'{"data": [{"id": "a/b"')
+    with pytest.raises(SyncFailed) as excinfo:
+        sync_models(trigger="cli")
+    assert excinfo.value.message.startswith("response is not valid JSON")
+    assert LLMModel.objects.count() == 0
+
+
+def test_empty_list_is_refused(serve):
+    serve(2026)
+    sync_models(trigger="cli")
+    before = _dump()
+    serve(records=[])
+    with pytest.raises(SyncRefused) as excinfo:
+        sync_models(trigger="cli")
+    assert excinfo.value.message == (
+        "upstream returned no models; nothing was changed (use force to accept)"
+    )
+    assert _dump() == before
+    assert SyncRun.objects.first().status == "refused"
+
+
+def test_empty_list_accepted_with_force(serve):
+    serve(2026)
+    sync_models(trigger="cli")
+    serve(records=[])
+    run = sync_models(trigger="cli", force=True)
+    assert run.unavailable_count == 414
+    assert LLMModel.objects.available().count() == 0
+    assert LLMModel.objects.count() == 414
+
+
+def test_losing_more_than_half_is_refused(serve):
+    records = fixture_records(2026)
+    serve(records=records)
+    sync_models(trigger="cli")
+    before = _dump()
+    serve(records=records[:130])
+    with pytest.raises(SyncRefused) as excinfo:
+        sync_models(trigger="cli")
+    assert excinfo.value.message == (
+        "the answer would mark 284 of 414 available models unavailable (more than 50%); "
+        "nothing was changed (use force to accept)"
+    )
+    assert _dump() == before
+
+
+def test_second_identical_sync_changes_nothing_visible(serve):
+    serve(2026)
+    sync_models(trigger="cli")
+    before = [row[:-2] for row in _dump()]
+    serve(2026)
+    run = sync_models(trigger="cli")
+    assert (run.added_count, run.updated_count, run.unavailable_count, run.restored_count) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert [row[:-2] for row in _dump()] == before
+
+
+def test_second_sync_moves_last_seen_only(serve):
+    serve(2026)
+    first = sync_models(trigger="cli")
+    serve(2026)
+    second = sync_models(trigger="cli")
+    model = LLMModel.objects.first()
+    assert model.first_seen_at == first.started_at
+    assert model.last_seen_at == second.started_at
+
+
+def test_disappeared_model_is_marked_unavailable_not_deleted(serve):
+    records = fixture_records(2026)
+    serve(records=records)
+    sync_models(trigger="cli")
+    gone = records[0]["id"]
+    serve(records=records[1:])
+    run = sync_models(trigger="cli")
+    assert run.unavailable_count == 1
+    row = LLMModel.objects.get(model_id=gone)
+    assert not row.is_available
+    assert LLMModel.objects.count() == 414
+
+
+def test_reappearing_model_is_restored(serve):
+    records = fixture_records(2026)
+    serve(records=records)
+    sync_models(trigger="cli")
+    serve(records=records[1:])
+    sync_models(trigger="cli")
+    serve(records=records)
+    run = sync_models(trigger="cli")
+    assert (run.restored_count, run.added_count) == (1, 0)
+    assert LLMModel.objects.get(model_id=records[0]["id"]).is_available
+
+
+def test_changed_record_is_updated(serve):
+    records = fixture_records(2026)
+    serve(records=records)
+    sync_models(trigger="cli")
+    changed = [{**records[0], "name": "Renamed"}, *records[1:]]
+    serve(records=changed)
+    run = sync_models(trigger="cli")
+    assert run.updated_count == 1
+    assert LLMModel.objects.get(model_id=records[0]["id"]).name == "Renamed"
+
+
+def test_malformed_records_are_skipped_and_counted(serve):
+    records = fixture_records(2026)
+    serve(records=[*records, {"id": None}, {"id": "x/y", "pricing": "free"}])
+    run = sync_models(trigger="cli")
+    assert (run.status, run.skipped_count, run.fetched_count) == ("success", 2, 416)
+    assert LLMModel.objects.count() == 414
+
+
+def _synthetic(n: int) -> list[dict]:
+    base = fixture_records(2026)
+    return [{**base[i % len(base)], "id": f"synth/model-{i}"} for i in range(n)]
+
+
+@pytest.mark.parametrize("phase", ["first", "second"])
+def test_query_count_is_constant_in_catalogue_size(serve, phase):
+    counts = []
+    for n in (100, 400):
+        LLMModel.objects.all().delete()
+        records = _synthetic(n)
+        if phase == "second":
+            serve(records=records)
+            sync_models(trigger="cli")
+        serve(records=records)
+        with CaptureQueriesContext(connection) as ctx:
+            sync_models(trigger="cli")
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1]
+
+
+def test_sync_under_a_fixed_query_budget(serve, django_assert_max_num_queries):
+    serve(records=_synthetic(400))
+    with django_assert_max_num_queries(16):
+        sync_models(trigger="cli")
+
+
+def test_second_sync_while_locked_reports_already_running(serve):
+    SyncLock.objects.filter(name=services.LOCK_NAME).update(
+        holder="other", expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    serve(2026)
+    with pytest.raises(SyncAlreadyRunning) as excinfo:
+        sync_models(trigger="admin")
+    assert excinfo.value.message == "another sync is already running"
+    assert SyncRun.objects.first().status == "refused"
+    assert LLMModel.objects.count() == 0
+
+
+def test_expired_lock_is_taken_over(serve):
+    SyncLock.objects.filter(name=services.LOCK_NAME).update(
+        holder="dead", expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    serve(2026)
+    assert sync_models(trigger="cli").status == "success"
+    assert SyncLock.objects.get().holder == ""
+
+
+def test_lock_released_after_failure(serve):
+    serve(body=b"nope")
+    with pytest.raises(SyncFailed):
+        sync_models(trigger="cli")
+    assert not services.sync_is_running()
+
+
+def test_sync_logs_with_seed_prefix(serve, caplog):
+    serve(2026)
+    with caplog.at_level("INFO", logger="models_sync"):
+        sync_models(trigger="cli")
+    assert "[OpenRouter Sync] Found 18 free models" in caplog.messages
+
+
+def test_source_file_snapshot(upstream):
+    from .conftest import fixture_path
+
+    run = sync_models(trigger="cli", source=str(fixture_path(2024)))
+    assert run.free_count == 10
+    assert run.source.endswith("models-2024-02-18.json")
+    assert len(upstream.calls) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_syncs_do_not_duplicate_or_lose_rows(serve):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL (SQLite serialises the whole file)")
+    records = fixture_records(2026)
+    for _ in range(4):
+        serve(records=records)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def worker():
+        from django.db import connections
+
+        barrier.wait()
+        try:
+            outcomes.append(sync_models(trigger="cli").status)
+        except SyncAlreadyRunning:
+            outcomes.append("already running")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert "success" in outcomes
+    assert set(outcomes) <= {"success", "already running"}
+    assert LLMModel.objects.count() == 414
+    assert SyncRun.objects.count() == 4
+    assert SyncRun.objects.filter(status="running").count() == 0
