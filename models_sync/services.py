@@ -477,3 +477,29 @@ def get_cached_free_models(
 
 def get_free_models_stats() -> dict[str, Any]:
     return get_cached_free_models().stats
+
+
+def filter_app_models(
+    models: Iterable[dict[str, Any]],
+    *,
+    provider: str | None = None,
+    has_vision: bool | None = None,
+    min_context_length: int | None = None,
+    search: str | None = None,
+) -> list[dict[str, Any]]:
+    """``LLMModelQuerySet.filter_models`` over app-format dicts (tier 1 filters without SQL)."""
+    author = provider.strip().lstrip("~").lower() if provider else None
+    needle = search.strip().casefold() if search and search.strip() else None
+    return [
+        m
+        for m in models
+        if (author is None or m["author"] == author)
+        and (has_vision is None or m["features"]["vision"] == has_vision)
+        and (not min_context_length or m["contextLength"] >= min_context_length)
+        and (
+            needle is None
+            or needle in m["id"].casefold()
+            or needle in m["name"].casefold()
+            or needle in (m["description"] or "").casefold()
+        )
+    ]

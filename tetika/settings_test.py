@@ -11,3 +11,5 @@ CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 Q_CLUSTER = {**Q_CLUSTER, "name": "test", "sync": True}
+# The test servers serve static files through staticfiles' own handler; no collectstatic needed.
+MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405

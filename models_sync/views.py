@@ -1,0 +1,303 @@
+"""The JSON API: a thin face over ``services``; every answer, errors included, is JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from functools import cache as memoize
+from pathlib import Path
+from typing import Any
+
+from django.core.cache import caches
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.utils.cache import get_conditional_response
+from django.utils.decorators import method_decorator
+from django.utils.http import http_date
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from . import conf, services
+from .models import SyncRun
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+RATE_KEY = "models_sync:forced-refresh"
+MAX_SEARCH_LENGTH = 200
+MAX_PROVIDER_LENGTH = 100
+MAX_CONTEXT = 1_000_000_000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None):
+    response = JsonResponse({"success": False, "error": message}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+# --- query parameters
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _single(request: HttpRequest, name: str) -> str | None:
+    values = request.GET.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ApiError(400, f"parameter '{name}' is given more than once")
+    return values[0]
+
+
+def _bool(request: HttpRequest, name: str) -> bool | None:
+    value = _single(request, name)
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ApiError(400, f"parameter '{name}' must be true or false")
+
+
+def _int(request: HttpRequest, name: str) -> int | None:
+    value = _single(request, name)
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_CONTEXT:
+        raise ApiError(400, f"parameter '{name}' must be a whole number from 0 to {MAX_CONTEXT}")
+    return int(text)
+
+
+def _text(request: HttpRequest, name: str, max_length: int) -> str | None:
+    value = _single(request, name)
+    if value is None:
+        return None
+    if len(value) > max_length or any(ord(c) < 32 for c in value):
+        raise ApiError(400, f"parameter '{name}' must be at most {max_length} printable characters")
+    return value.strip() or None
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    refresh: bool
+    include_stats: bool
+    provider: str | None
+    has_vision: bool | None
+    min_context_length: int | None
+    search: str | None
+
+    @classmethod
+    def from_request(cls, request: HttpRequest) -> ListQuery:
+        return cls(
+            refresh=bool(_bool(request, "refresh")),
+            include_stats=bool(_bool(request, "includeStats")),
+            provider=_text(request, "provider", MAX_PROVIDER_LENGTH),
+            has_vision=_bool(request, "hasVision"),
+            min_context_length=_int(request, "minContextLength"),
+            search=_text(request, "search", MAX_SEARCH_LENGTH),
+        )
+
+
+# --- who may do what
+
+
+def _bearer_token_ok(request: HttpRequest) -> bool | None:
+    """True/False for a request carrying a Bearer token, None when it carries none."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    expected = conf.api_token()
+    if scheme.lower() != "bearer" or not expected:
+        return False
+    return hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+def _check_csrf(request: HttpRequest) -> None:
+    failure = CsrfViewMiddleware(lambda _request: HttpResponse()).process_view(
+        request, None, (), {}
+    )
+    if failure is not None:
+        raise ApiError(403, "CSRF verification failed: send the csrftoken cookie and X-CSRFToken")
+
+
+def _may_read(request: HttpRequest) -> None:
+    if not conf.require_login():
+        return
+    token = _bearer_token_ok(request)
+    if token or (token is None and request.user.is_authenticated):
+        return
+    raise ApiError(401, "authentication required")
+
+
+def _may_force(request: HttpRequest, *, raise_errors: bool) -> bool:
+    """A forced sync needs the API token, or a staff session (with CSRF on unsafe methods)."""
+    token = _bearer_token_ok(request)
+    if token is True:
+        return True
+    if token is False:
+        if raise_errors:
+            raise ApiError(401, "invalid API token")
+        return False
+    if not request.user.is_authenticated:
+        if raise_errors:
+            raise ApiError(401, "authentication required: a staff session or an API token")
+        return False
+    if not request.user.is_staff:
+        if raise_errors:
+            raise ApiError(403, "only staff may force a sync")
+        return False
+    if request.method == "POST":
+        _check_csrf(request)
+    return True
+
+
+def _claim_refresh_slot() -> None:
+    """At most one forced sync per interval, for every process sharing the cache."""
+    seconds = conf.min_refresh_seconds()
+    if seconds <= 0:
+        return
+    cache = caches[conf.cache_alias()]
+    until = time.time() + seconds
+    if cache.add(RATE_KEY, until, seconds):
+        return
+    held_until = cache.get(RATE_KEY) or until
+    wait = max(1, round(held_until - time.time()))
+    raise ApiError(
+        429,
+        f"a sync was forced less than {seconds} s ago; retry in {wait} s",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+# --- views
+
+
+@method_decorator(csrf_exempt, name="dispatch")  # checked in _may_force, to answer in JSON
+class ModelsSyncView(View):
+    http_method_names = ["get", "post", "head", "options"]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        except services.ModelsUnavailable as exc:
+            return error_response(503, str(exc))
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any):
+        response = error_response(405, f"method {request.method} not allowed; use GET or POST")
+        response["Allow"] = ", ".join(m.upper() for m in self._allowed_methods())
+        return response
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        _may_read(request)
+        query = ListQuery.from_request(request)
+        refresh_denied = False
+        force = False
+        if query.refresh:
+            force = _may_force(request, raise_errors=False)
+            refresh_denied = not force
+            if force:
+                _claim_refresh_slot()
+        catalogue = services.get_cached_free_models(
+            force_refresh=force, trigger=SyncRun.Trigger.API
+        )
+        etag = _etag(catalogue, request)
+        if not force:
+            conditional = get_conditional_response(
+                request, etag=etag, last_modified=_timestamp(catalogue.last_sync)
+            )
+            if conditional is not None:
+                return conditional
+        models = services.filter_app_models(
+            catalogue.models,
+            provider=query.provider,
+            has_vision=query.has_vision,
+            min_context_length=query.min_context_length,
+            search=query.search,
+        )
+        body: dict[str, Any] = {
+            "success": True,
+            "models": models,
+            "count": len(models),
+            "timestamp": services.iso(timezone.now()),
+            "source": catalogue.source,
+            "stale": catalogue.stale,
+            "lastSync": services.iso(catalogue.last_sync),
+        }
+        if query.include_stats:
+            body["stats"] = catalogue.stats
+        if refresh_denied:
+            body["refreshAllowed"] = False
+        if catalogue.error:
+            body["warning"] = f"refresh failed, serving stored models: {catalogue.error}"
+        response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
+        response["ETag"] = etag
+        if catalogue.last_sync:
+            response["Last-Modified"] = http_date(_timestamp(catalogue.last_sync))
+        response["Cache-Control"] = "no-cache" if conf.require_login() else "public, no-cache"
+        response["Vary"] = "Authorization, Cookie"
+        return response
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        _may_force(request, raise_errors=True)
+        _claim_refresh_slot()
+        try:
+            services.sync_models(trigger=SyncRun.Trigger.API)
+        except services.SyncAlreadyRunning as exc:
+            return error_response(409, exc.message)
+        except services.SyncError as exc:
+            return error_response(502, exc.message)
+        catalogue = services.get_cached_free_models()
+        return JsonResponse(
+            {
+                "success": True,
+                "message": "Models synchronized successfully",
+                "count": len(catalogue.models),
+                "timestamp": services.iso(timezone.now()),
+            }
+        )
+
+
+def _timestamp(value) -> int | None:
+    return int(value.timestamp()) if value else None
+
+
+def _etag(catalogue: services.Catalogue, request: HttpRequest) -> str:
+    parts = [
+        services.iso(catalogue.last_sync) or "",
+        str(len(catalogue.models)),
+        str(catalogue.total_available),
+        str(catalogue.stale),
+        request.META.get("QUERY_STRING", ""),
+    ]
+    digest = hashlib.sha1("|".join(parts).encode(), usedforsecurity=False).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+@memoize
+def _openapi_document() -> bytes:
+    return json.dumps(json.loads(OPENAPI_PATH.read_text("utf-8"))).encode()
+
+
+def openapi(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, f"method {request.method} not allowed; use GET")
+    return HttpResponse(_openapi_document(), content_type="application/json")
