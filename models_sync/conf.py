@@ -101,3 +101,27 @@ def interval_minutes() -> int:
 
 def default_output_file() -> str:
     return _get("OUTPUT_FILE", "free-models.json")
+
+
+def webhooks() -> list[str]:
+    return list(_get("WEBHOOKS", []) or [])
+
+
+def webhook_secret() -> str:
+    return _get("WEBHOOK_SECRET", "") or ""
+
+
+def webhook_timeout() -> float:
+    return float(_get("WEBHOOK_TIMEOUT", 5.0))
+
+
+def webhook_attempts() -> int:
+    return int(_get("WEBHOOK_ATTEMPTS", 3))
+
+
+def history_days() -> int:
+    return int(_get("HISTORY_DAYS", 30))
+
+
+def schedule_name() -> str:
+    return _get("SCHEDULE_NAME", "openrouter-sync")

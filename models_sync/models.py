@@ -4,6 +4,8 @@ from django.db import models
 from django.db.models import Count, Q
 from django.utils.translation import gettext_lazy as _
 
+UNSTABLE_BELOW = 0.5
+
 
 class LLMModelQuerySet(models.QuerySet["LLMModel"]):
     """The query API other Django apps use; every method chains."""
@@ -37,6 +39,13 @@ class LLMModelQuerySet(models.QuerySet["LLMModel"]):
 
     def by_quality(self) -> LLMModelQuerySet:
         return self.order_by("quality_rank", "model_id")
+
+    def by_availability(self) -> LLMModelQuerySet:
+        return self.order_by("-availability", "quality_rank", "model_id")
+
+    def unstable(self) -> LLMModelQuerySet:
+        """Free models seen free in under half of the recent syncs (the roadmap's prediction)."""
+        return self.filter(is_free=True, availability__lt=UNSTABLE_BELOW)
 
     def filter_models(
         self,
@@ -93,6 +102,11 @@ class LLMModel(models.Model):
     first_seen_at = models.DateTimeField(_("first seen"))
     last_seen_at = models.DateTimeField(_("last seen"))
     is_available = models.BooleanField(_("available"), default=True)
+    availability = models.FloatField(
+        _("availability"),
+        default=0.0,
+        help_text=_("Share of the recent successful syncs in which the model was listed free."),
+    )
     metadata = models.JSONField(_("metadata"), default=dict)
     raw = models.JSONField(_("upstream record"), default=dict)
     content_hash = models.CharField(max_length=40, editable=False, default="")
@@ -147,7 +161,10 @@ class SyncRun(models.Model):
     unavailable_count = models.PositiveIntegerField(_("marked unavailable"), default=0)
     restored_count = models.PositiveIntegerField(_("returned"), default=0)
     skipped_count = models.PositiveIntegerField(_("skipped as malformed"), default=0)
+    changes_count = models.PositiveIntegerField(_("changes"), default=0)
     error = models.TextField(_("error"), blank=True)
+    # The free models this run saw: the availability history is computed from these.
+    free_ids = models.JSONField(_("free models seen"), default=list, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("sync run")
@@ -171,3 +188,58 @@ class SyncLock(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ModelChange(models.Model):
+    """One change a sync saw in one model: the changelog of the catalogue."""
+
+    class Kind(models.TextChoices):
+        ADDED = "added", _("added")
+        REMOVED = "removed", _("removed")
+        RETURNED = "returned", _("returned")
+        BECAME_FREE = "became_free", _("became free")
+        BECAME_PAID = "became_paid", _("became paid")
+        RENAMED = "renamed", _("renamed")
+        CONTEXT_CHANGED = "context_changed", _("context changed")
+        PRICING_CHANGED = "pricing_changed", _("pricing changed")
+
+    run = models.ForeignKey(
+        SyncRun, on_delete=models.CASCADE, related_name="changes", verbose_name=_("sync run")
+    )
+    llm_model = models.ForeignKey(
+        LLMModel, on_delete=models.CASCADE, related_name="changes", verbose_name=_("model")
+    )
+    model_id = models.CharField(_("OpenRouter id"), max_length=200)
+    author = models.CharField(_("author"), max_length=100, db_index=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    before = models.JSONField(_("before"), null=True, blank=True)
+    after = models.JSONField(_("after"), null=True, blank=True)
+    timestamp = models.DateTimeField(_("time"), db_index=True)
+
+    class Meta:
+        verbose_name = _("model change")
+        verbose_name_plural = _("model changes")
+        ordering = ["-timestamp", "-pk"]
+        indexes = [models.Index(fields=["kind", "-timestamp"], name="modelchange_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.kind}"
+
+
+class WebhookDelivery(models.Model):
+    """What happened to one webhook POST: a failing receiver is recorded, never fatal."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    url = models.URLField(max_length=500)
+    delivered = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.url} {'ok' if self.delivered else 'failed'}"

@@ -398,6 +398,17 @@ def _parse_prices(pricing: dict[str, Any]) -> dict[str, Decimal]:
     return prices
 
 
+def price_signature(pricing: Any) -> dict[str, str]:
+    """The non-zero scalar prices, normalised, so that schema noise ("0" keys) is no change."""
+    if not isinstance(pricing, dict):
+        return {}
+    try:
+        prices = _parse_prices(pricing)
+    except RecordError:
+        return {}
+    return {k: format(v.normalize(), "f") for k, v in sorted(prices.items()) if v != 0}
+
+
 def free_verdict(model_id: str, prices: dict[str, Decimal], output_modalities: list[str]) -> str:
     """Empty when the model is free, otherwise why it is not (kept on the row for inspection)."""
     for key in ("prompt", "completion"):

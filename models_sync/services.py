@@ -18,7 +18,7 @@ from django.db.models import Count, Max, Q, Subquery
 from django.utils import timezone
 
 from . import conf, openrouter
-from .models import LLMModel, SyncLock, SyncRun
+from .models import UNSTABLE_BELOW, LLMModel, ModelChange, SyncLock, SyncRun
 from .openrouter import ParsedModel, UpstreamError
 
 logger = logging.getLogger("models_sync")
@@ -47,6 +47,7 @@ SYNCED_FIELDS = (
     "content_hash",
     "quality_rank",
     "is_available",
+    "availability",
 )
 T = TypeVar("T")
 
@@ -142,7 +143,7 @@ def _sync_locked(
     logger.info("[OpenRouter Sync] Found %d free models", run.free_count)
     try:
         with transaction.atomic():
-            counts = _apply(parsed.models, now=run.started_at, token=token, force=force)
+            counts, changes = _apply(parsed.models, run=run, token=token, force=force)
     except _Refusal as exc:
         logger.warning("[OpenRouter Sync] Sync refused: %s", exc)
         _finish(run, clock, SyncRun.Status.REFUSED, error=str(exc))
@@ -157,8 +158,12 @@ def _sync_locked(
     run.updated_count = counts.updated
     run.unavailable_count = counts.unavailable
     run.restored_count = counts.restored
+    run.changes_count = len(changes)
+    run.free_ids = sorted(m.model_id for m in parsed.models if m.is_free)
     _finish(run, clock, SyncRun.Status.SUCCESS)
     invalidate_model_cache()
+    if changes:
+        _notify(run, changes)
     logger.info(
         "[OpenRouter Sync] Sync done in %d ms: %d added, %d updated, %d unavailable, %d returned",
         run.duration_ms,
@@ -168,6 +173,24 @@ def _sync_locked(
         counts.restored,
     )
     return run
+
+
+def _notify(run: SyncRun, changes: list[ModelChange]) -> None:
+    """Tell subscribers; a failing receiver or webhook queue never fails the sync."""
+    from .signals import models_changed
+
+    for receiver, result in models_changed.send_robust(sender=SyncRun, run=run, changes=changes):
+        if isinstance(result, Exception):
+            logger.error(
+                "[OpenRouter Sync] models_changed receiver %r failed: %s", receiver, result
+            )
+    if conf.webhooks():
+        from .tasks import enqueue_webhooks
+
+        try:
+            enqueue_webhooks(run)
+        except Exception:
+            logger.exception("[OpenRouter Sync] Could not queue the webhooks of run %s", run.pk)
 
 
 def _finish(run: SyncRun, clock: float, status: str, *, error: str = "") -> None:
@@ -240,19 +263,54 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def _apply(models: Sequence[ParsedModel], *, now: datetime, token: str, force: bool) -> _Counts:
+def _snapshot(name: str, is_free: bool, context_length: int, prices: dict[str, str]):
+    return {"name": name, "isFree": is_free, "contextLength": context_length, "pricing": prices}
+
+
+def _field_changes(before: dict[str, Any], model: ParsedModel) -> list[tuple[str, Any, Any]]:
+    """The kinds of change between a stored row and the new record, with before/after values."""
+    changes: list[tuple[str, Any, Any]] = []
+    if before["isFree"] != model.is_free:
+        kind = ModelChange.Kind.BECAME_FREE if model.is_free else ModelChange.Kind.BECAME_PAID
+        changes.append((kind, {"isFree": before["isFree"]}, {"isFree": model.is_free}))
+    if before["name"] != model.name:
+        changes.append((ModelChange.Kind.RENAMED, before["name"], model.name))
+    if before["contextLength"] != model.context_length:
+        changes.append(
+            (ModelChange.Kind.CONTEXT_CHANGED, before["contextLength"], model.context_length)
+        )
+    prices = openrouter.price_signature(model.pricing)
+    if before["pricing"] != prices:
+        changes.append((ModelChange.Kind.PRICING_CHANGED, before["pricing"], prices))
+    return changes
+
+
+def _apply(
+    models: Sequence[ParsedModel], *, run: SyncRun, token: str, force: bool
+) -> tuple[_Counts, list[ModelChange]]:
+    now = run.started_at
     lock = SyncLock.objects.select_for_update().get(name=LOCK_NAME)
     if lock.holder != token:
         raise RuntimeError("the sync lock expired and was taken by another sync")
     existing = {
-        model_id: (pk, content_hash, is_available, rank)
-        for model_id, pk, content_hash, is_available, rank in LLMModel.objects.values_list(
-            "model_id", "pk", "content_hash", "is_available", "quality_rank"
+        row[0]: row[1:]
+        for row in LLMModel.objects.values_list(
+            "model_id",
+            "pk",
+            "content_hash",
+            "is_available",
+            "quality_rank",
+            "is_free",
+            "author",
+            "availability",
         )
     }
+    shares = _availability_with(
+        [m.model_id for m in models if m.is_free], now=now, include_current=True
+    )
     seen = {m.model_id for m in models}
     available_before = sum(1 for row in existing.values() if row[2])
-    vanished = [row[0] for mid, row in existing.items() if row[2] and mid not in seen]
+    vanished = [(mid, row) for mid, row in existing.items() if row[2] and mid not in seen]
     if not force:
         if not models:
             raise _Refusal("upstream returned no models; nothing was changed (use force to accept)")
@@ -266,7 +324,7 @@ def _apply(models: Sequence[ParsedModel], *, now: datetime, token: str, force: b
 
     counts = _Counts(unavailable=len(vanished))
     to_create: list[LLMModel] = []
-    to_update: list[LLMModel] = []
+    to_update: list[tuple[LLMModel, ParsedModel, bool]] = []
     rank_only: list[LLMModel] = []
     for rank, model in enumerate(sorted(models, key=_model_key), start=1):
         row = existing.get(model.model_id)
@@ -278,30 +336,92 @@ def _apply(models: Sequence[ParsedModel], *, now: datetime, token: str, force: b
                     first_seen_at=now,
                     last_seen_at=now,
                     is_available=True,
+                    availability=shares.get(model.model_id, 0.0),
                     **_row_values(model),
                 )
             )
             continue
-        pk, content_hash, was_available, old_rank = row
+        pk, content_hash, was_available, old_rank, _was_free, _author, old_share = row
+        share = shares.get(model.model_id, 0.0)
         if content_hash != model.content_hash or not was_available:
             counts.updated += content_hash != model.content_hash
             counts.restored += not was_available
-            to_update.append(
-                LLMModel(pk=pk, quality_rank=rank, is_available=True, **_row_values(model))
+            obj = LLMModel(
+                pk=pk,
+                quality_rank=rank,
+                is_available=True,
+                availability=share,
+                **_row_values(model),
             )
-        elif old_rank != rank:
-            rank_only.append(LLMModel(pk=pk, quality_rank=rank))
+            to_update.append((obj, model, content_hash != model.content_hash))
+        elif old_rank != rank or old_share != share:
+            rank_only.append(LLMModel(pk=pk, quality_rank=rank, availability=share))
+    for model_id, row in existing.items():
+        if model_id not in seen and row[6] != shares.get(model_id, 0.0):
+            rank_only.append(
+                LLMModel(pk=row[0], quality_rank=row[3], availability=shares.get(model_id, 0.0))
+            )
     counts.added = len(to_create)
+
+    # Before-values only for the rows whose record changed: one query per batch of them.
+    changed_pks = [obj.pk for obj, _model, changed in to_update if changed]
+    before: dict[int, dict[str, Any]] = {}
+    for batch in _batched(changed_pks, BATCH_SIZE):
+        for pk, name, is_free, context_length, pricing in LLMModel.objects.filter(
+            pk__in=batch
+        ).values_list("pk", "name", "is_free", "context_length", "pricing"):
+            before[pk] = _snapshot(
+                name, is_free, context_length, openrouter.price_signature(pricing)
+            )
 
     for batch in _batched(to_create, BATCH_SIZE):
         LLMModel.objects.bulk_create(batch)
-    LLMModel.objects.bulk_update(to_update, SYNCED_FIELDS, batch_size=BATCH_SIZE)
-    LLMModel.objects.bulk_update(rank_only, ["quality_rank"], batch_size=BATCH_SIZE)
-    for batch in _batched(vanished, BATCH_SIZE):
+    LLMModel.objects.bulk_update(
+        [obj for obj, _m, _c in to_update], SYNCED_FIELDS, batch_size=BATCH_SIZE
+    )
+    LLMModel.objects.bulk_update(rank_only, ["quality_rank", "availability"], batch_size=BATCH_SIZE)
+    for batch in _batched([row[0] for _mid, row in vanished], BATCH_SIZE):
         LLMModel.objects.filter(pk__in=batch).update(is_available=False)
     # After the writes above, the available rows are exactly the ones this answer listed.
     LLMModel.objects.filter(is_available=True).update(last_seen_at=now)
-    return counts
+
+    changes: list[ModelChange] = []
+
+    def record(pk: int, model_id: str, author: str, kind: str, old: Any, new: Any) -> None:
+        changes.append(
+            ModelChange(
+                run=run,
+                llm_model_id=pk,
+                model_id=model_id,
+                author=author[:100],
+                kind=kind,
+                before=old,
+                after=new,
+                timestamp=now,
+            )
+        )
+
+    for obj in to_create:
+        snap = _snapshot(
+            obj.name, obj.is_free, obj.context_length, openrouter.price_signature(obj.pricing)
+        )
+        record(obj.pk, obj.model_id, obj.author, ModelChange.Kind.ADDED, None, snap)
+    for obj, model, changed in to_update:
+        was_available = existing[model.model_id][2]
+        was_free = existing[model.model_id][4]
+        if not was_available:
+            record(obj.pk, model.model_id, model.author, ModelChange.Kind.RETURNED, None, None)
+        if changed:
+            for kind, old, new in _field_changes(before[obj.pk], model):
+                record(obj.pk, model.model_id, model.author, kind, old, new)
+        elif not was_available and was_free != model.is_free:
+            kind = ModelChange.Kind.BECAME_FREE if model.is_free else ModelChange.Kind.BECAME_PAID
+            record(obj.pk, model.model_id, model.author, kind, {"isFree": was_free}, None)
+    for model_id, row in vanished:
+        record(row[0], model_id, row[5], ModelChange.Kind.REMOVED, {"isFree": row[4]}, None)
+    for batch in _batched(changes, BATCH_SIZE):
+        ModelChange.objects.bulk_create(batch)
+    return counts, changes
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,6 +468,8 @@ def to_app_format(
         "firstSeen": iso(model.first_seen_at),
         "lastSeen": iso(model.last_seen_at),
         "available": model.is_available,
+        "availability": round(model.availability, 4),
+        "unstable": model.is_free and model.availability < UNSTABLE_BELOW,
     }
 
 
@@ -503,3 +625,79 @@ def filter_app_models(
             or needle in (m["description"] or "").casefold()
         )
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# History: changes, availability, metrics
+
+
+def recent_changes(
+    *, since: datetime | None = None, kinds: Sequence[str] = (), limit: int = 1000
+) -> list[ModelChange]:
+    qs = ModelChange.objects.order_by("-timestamp", "-pk")
+    if since is not None:
+        qs = qs.filter(timestamp__gte=since)
+    if kinds:
+        qs = qs.filter(kind__in=kinds)
+    return list(qs[:limit])
+
+
+def change_as_dict(change: ModelChange) -> dict[str, Any]:
+    return {
+        "runId": change.run_id,
+        "timestamp": iso(change.timestamp),
+        "kind": change.kind,
+        "modelId": change.model_id,
+        "before": change.before,
+        "after": change.after,
+    }
+
+
+def _availability_with(
+    current_free: list[str], *, now: datetime, include_current: bool
+) -> dict[str, float]:
+    """Per model id, the share of the window's successful syncs in which it was listed free.
+
+    One query whatever the catalogue size: each run keeps its (short) list of free ids.
+    """
+    runs = list(
+        SyncRun.objects.filter(
+            status=SyncRun.Status.SUCCESS,
+            started_at__gte=now - timedelta(days=conf.history_days()),
+        ).values_list("free_ids", flat=True)
+    )
+    if include_current:
+        runs.append(current_free)
+    if not runs:
+        return {}
+    seen = Counter(model_id for free_ids in runs for model_id in free_ids)
+    return {model_id: count / len(runs) for model_id, count in seen.items()}
+
+
+def sync_metrics(*, now: datetime | None = None) -> dict[str, Any]:
+    """Success rate and mean upstream latency over the history window; time since last success."""
+    from django.db.models import Avg
+
+    now = now or timezone.now()
+    window = SyncRun.objects.filter(started_at__gte=now - timedelta(days=conf.history_days()))
+    finished = window.exclude(status=SyncRun.Status.RUNNING)
+    summary = finished.aggregate(
+        total=Count("pk"),
+        ok=Count("pk", filter=Q(status=SyncRun.Status.SUCCESS)),
+        latency=Avg("upstream_latency_ms", filter=Q(upstream_latency_ms__isnull=False)),
+    )
+    last_success = (
+        SyncRun.objects.filter(status=SyncRun.Status.SUCCESS)
+        .order_by("-started_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    return {
+        "syncs": summary["total"],
+        "successRate": round(summary["ok"] / summary["total"], 4) if summary["total"] else 0,
+        "meanLatencyMs": round(summary["latency"]) if summary["latency"] is not None else 0,
+        "lastSuccess": iso(last_success),
+        "secondsSinceLastSuccess": round((now - last_success).total_seconds())
+        if last_success
+        else None,
+    }

@@ -7,5 +7,7 @@ from . import views
 app_name = "models_sync"
 urlpatterns = [
     path("sync", views.ModelsSyncView.as_view(), name="sync"),
+    path("changes", views.ModelChangesView.as_view(), name="changes"),
+    path("changes.atom", views.ModelChangesFeed(), name="changes-feed"),
     path("openapi.json", views.openapi, name="openapi"),
 ]

@@ -7,22 +7,27 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from functools import cache as memoize
 from pathlib import Path
 from typing import Any
 
+from django.contrib.syndication.views import Feed
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import get_conditional_response
+from django.utils.dateparse import parse_datetime
 from django.utils.decorators import method_decorator
+from django.utils.feedgenerator import Atom1Feed
 from django.utils.http import http_date
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from . import conf, services
-from .models import SyncRun
+from .models import ModelChange, SyncRun
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 RATE_KEY = "models_sync:forced-refresh"
@@ -301,3 +306,96 @@ def openapi(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return error_response(405, f"method {request.method} not allowed; use GET")
     return HttpResponse(_openapi_document(), content_type="application/json")
+
+
+CHANGES_DEFAULT_LIMIT = 1000
+CHANGES_MAX_LIMIT = 5000
+
+
+class ModelChangesView(View):
+    """``GET /api/models/changes?since=ISO-8601&kind=...&limit=N``, newest first."""
+
+    http_method_names = ["get", "head", "options"]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any):
+        response = error_response(405, f"method {request.method} not allowed; use GET")
+        response["Allow"] = "GET, HEAD, OPTIONS"
+        return response
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        _may_read(request)
+        since = None
+        raw_since = _single(request, "since")
+        if raw_since is not None:
+            since = parse_datetime(raw_since.strip().replace(" ", "+"))
+            if since is None:
+                raise ApiError(400, "parameter 'since' must be an ISO 8601 date-time")
+            if timezone.is_naive(since):
+                since = timezone.make_aware(since, UTC)
+        kinds = [k for value in request.GET.getlist("kind") for k in value.split(",") if k]
+        unknown = sorted(set(kinds) - set(ModelChange.Kind.values))
+        if unknown:
+            raise ApiError(
+                400,
+                f"parameter 'kind' has unknown value {unknown[0]!r}; "
+                f"use {', '.join(ModelChange.Kind.values)}",
+            )
+        limit = _int(request, "limit")
+        if limit is None:
+            limit = CHANGES_DEFAULT_LIMIT
+        if not 1 <= limit <= CHANGES_MAX_LIMIT:
+            raise ApiError(400, f"parameter 'limit' must be from 1 to {CHANGES_MAX_LIMIT}")
+        changes = [
+            services.change_as_dict(c)
+            for c in services.recent_changes(since=since, kinds=kinds, limit=limit)
+        ]
+        return JsonResponse({"success": True, "count": len(changes), "changes": changes})
+
+
+class ModelChangesFeed(Feed):
+    """An Atom feed of the catalogue's changes, for feed readers."""
+
+    feed_type = Atom1Feed
+    title = "OpenRouter free models: changes"
+    subtitle = "Models added, removed, returned, made free or paid on OpenRouter"
+
+    def link(self) -> str:
+        return reverse("models_sync:changes")
+
+    def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            _may_read(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+        return super().__call__(request, *args, **kwargs)
+
+    def items(self) -> list[ModelChange]:
+        return services.recent_changes(limit=100)
+
+    def item_title(self, item: ModelChange) -> str:
+        return f"{item.model_id}: {item.get_kind_display()}"
+
+    def item_description(self, item: ModelChange) -> str:
+        before = json.dumps(item.before, ensure_ascii=False)
+        after = json.dumps(item.after, ensure_ascii=False)
+        return f"{item.kind} in sync run {item.run_id}: before {before}, after {after}"
+
+    def item_link(self, item: ModelChange) -> str:
+        return f"{reverse('models_sync:changes')}?kind={item.kind}#change-{item.pk}"
+
+    def item_guid(self, item: ModelChange) -> str:
+        return f"tetika-models-sync-change-{item.pk}"
+
+    item_guid_is_permalink = False
+
+    def item_pubdate(self, item: ModelChange):
+        return item.timestamp
+
+    def item_updateddate(self, item: ModelChange):
+        return item.timestamp

@@ -270,6 +270,7 @@ def test_query_count_is_constant_in_catalogue_size(serve, phase):
     counts = []
     for n in (100, 400):
         LLMModel.objects.all().delete()
+        SyncRun.objects.all().delete()
         records = _synthetic(n)
         if phase == "second":
             serve(records=records)

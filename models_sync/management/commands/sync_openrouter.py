@@ -34,6 +34,9 @@ class Command(BaseCommand):
             help="Read a snapshot from a local file or another URL instead of OpenRouter.",
         )
         parser.add_argument(
+            "--diff", action="store_true", help="Print the changes this sync recorded."
+        )
+        parser.add_argument(
             "--force",
             action="store_true",
             help="Accept an empty answer or one that marks most models unavailable.",
@@ -77,6 +80,8 @@ class Command(BaseCommand):
         self._print_top(models)
         if options["stats"]:
             self._print_stats(catalogue.stats)
+        if options["diff"]:
+            self._print_diff(run)
         if save:
             self._save(target, models)
 
@@ -113,6 +118,21 @@ class Command(BaseCommand):
         for author, count in stats["byProvider"].items():
             share = 100 * count / total if total else 0
             self.stdout.write(f"  {author:<24}{count:>4}  ({share:.1f}%)")
+        self.stdout.write("")
+
+    def _print_diff(self, run: SyncRun) -> None:
+        changes = list(run.changes.order_by("kind", "model_id"))
+        self.stdout.write(_("📝 CHANGES (%(count)d)") % {"count": len(changes)})
+        self.stdout.write(RULE)
+        if not changes:
+            self.stdout.write(_("(no changes)"))
+        for change in changes:
+            line = f"  {change.kind:<16} {change.model_id}"
+            if change.before is not None or change.after is not None:
+                before = json.dumps(change.before, ensure_ascii=False)
+                after = json.dumps(change.after, ensure_ascii=False)
+                line += f"  {before} → {after}"
+            self.stdout.write(line)
         self.stdout.write("")
 
     def _save(self, target: Path, models: list[dict[str, Any]]) -> None:
