@@ -222,6 +222,25 @@ def fetch(url: str | None = None, *, session: requests.Session | None = None) ->
 
 
 def _short_reason(exc: BaseException) -> str:
+    """The root cause in a few words, not urllib3's nested retry wrapper."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, ConnectionResetError):
+            return "connection reset by peer"
+        if type(current).__name__ == "RemoteDisconnected":
+            return "connection closed without an answer"
+        if type(current).__name__ == "NameResolutionError":
+            return "host name could not be resolved"
+        nested = [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        current = (
+            getattr(current, "reason", None)
+            if isinstance(getattr(current, "reason", None), BaseException)
+            else (nested[-1] if nested else current.__cause__ or current.__context__)
+        )
     text = str(exc) or type(exc).__name__
     text = " ".join(text.split())
     return text if len(text) <= 200 else text[:197] + "..."

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.contrib.syndication.views import Feed
 from django.core.cache import caches
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
@@ -194,9 +195,8 @@ def _claim_refresh_slot() -> None:
 # --- views
 
 
-@method_decorator(csrf_exempt, name="dispatch")  # checked in _may_force, to answer in JSON
-class ModelsSyncView(View):
-    http_method_names = ["get", "post", "head", "options"]
+class JsonApiView(View):
+    """Every answer is JSON, errors included: bad input, wrong method, hostile query strings."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
@@ -205,11 +205,21 @@ class ModelsSyncView(View):
             return error_response(exc.status, exc.message, exc.headers)
         except services.ModelsUnavailable as exc:
             return error_response(503, str(exc))
+        except SuspiciousOperation as exc:  # e.g. more than DATA_UPLOAD_MAX_NUMBER_FIELDS
+            return error_response(400, f"bad request: {exc}")
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any):
-        response = error_response(405, f"method {request.method} not allowed; use GET or POST")
+        allowed = [m for m in self._allowed_methods() if m not in ("HEAD", "OPTIONS")]
+        response = error_response(
+            405, f"method {request.method} not allowed; use {' or '.join(allowed)}"
+        )
         response["Allow"] = ", ".join(m.upper() for m in self._allowed_methods())
         return response
+
+
+@method_decorator(csrf_exempt, name="dispatch")  # checked in _may_force, to answer in JSON
+class ModelsSyncView(JsonApiView):
+    http_method_names = ["get", "post", "head", "options"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
         _may_read(request)
@@ -312,21 +322,10 @@ CHANGES_DEFAULT_LIMIT = 1000
 CHANGES_MAX_LIMIT = 5000
 
 
-class ModelChangesView(View):
+class ModelChangesView(JsonApiView):
     """``GET /api/models/changes?since=ISO-8601&kind=...&limit=N``, newest first."""
 
     http_method_names = ["get", "head", "options"]
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return super().dispatch(request, *args, **kwargs)
-        except ApiError as exc:
-            return error_response(exc.status, exc.message, exc.headers)
-
-    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any):
-        response = error_response(405, f"method {request.method} not allowed; use GET")
-        response["Allow"] = "GET, HEAD, OPTIONS"
-        return response
 
     def get(self, request: HttpRequest) -> HttpResponse:
         _may_read(request)

@@ -1,0 +1,116 @@
+"""Property tests: whatever upstream or a client sends, nothing raises, nothing is half-written."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import pytest
+import responses
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models_sync.models import LLMModel, SyncRun
+from models_sync.services import SyncError, sync_models
+
+from .conftest import API_URL, fixture_records
+
+pytestmark = pytest.mark.django_db
+PROPERTY = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+VALID = fixture_records(2026)[:40]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+junk_records = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": st.one_of(st.text(max_size=30), st.integers(), st.none()),
+            "name": json_values,
+            "pricing": st.one_of(
+                json_values,
+                st.dictionaries(
+                    st.sampled_from(["prompt", "completion", "request", "image"]),
+                    st.one_of(st.text(max_size=8), st.integers(), json_values),
+                ),
+            ),
+            "context_length": json_values,
+            "architecture": json_values,
+            "created": json_values,
+        },
+    ),
+)
+
+
+def _dump():
+    return list(LLMModel.objects.order_by("model_id").values_list("model_id", "content_hash"))
+
+
+def _sync_body(body: bytes):
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, API_URL, body=body)
+        try:
+            return sync_models(trigger="cli")
+        except SyncError as exc:
+            return exc.run
+
+
+@PROPERTY
+@given(document=json_values)
+def test_arbitrary_json_never_raises_or_half_writes(document, settings):
+    settings.MODELS_SYNC_RETRIES = 0
+    LLMModel.objects.all().delete()
+    _sync_body(json.dumps({"data": VALID}).encode())
+    before = _dump()
+    run = _sync_body(json.dumps(document).encode())
+    assert run.status in {"success", "failed", "refused"}
+    if run.status != "success":
+        assert _dump() == before
+
+
+@PROPERTY
+@given(junk=st.lists(junk_records, max_size=8), positions=st.randoms())
+def test_valid_records_survive_any_junk_beside_them(junk, positions, settings):
+    settings.MODELS_SYNC_RETRIES = 0
+    LLMModel.objects.all().delete()
+    SyncRun.objects.all().delete()
+    records = [*VALID, *junk]
+    positions.shuffle(records)
+    run = _sync_body(json.dumps({"data": records}).encode())
+    assert run.status == "success"
+    stored = set(LLMModel.objects.values_list("model_id", flat=True))
+    assert {r["id"] for r in VALID} <= stored
+
+
+PARAMS = ["refresh", "includeStats", "provider", "hasVision", "minContextLength", "search", "x"]
+
+
+@PROPERTY
+@given(query=st.lists(st.tuples(st.sampled_from(PARAMS), st.text(max_size=300)), max_size=6))
+def test_api_never_answers_500(client, serve, query):
+    serve(2026)
+    response = client.get("/api/models/sync?" + urlencode(query))
+    assert response.status_code in {200, 304, 400, 401, 429, 503}
+    assert response["Content-Type"] == "application/json"
+    assert "success" in response.json()
+
+
+@PROPERTY
+@given(
+    query=st.lists(
+        st.tuples(st.sampled_from(["since", "kind", "limit", "y"]), st.text(max_size=60)),
+        max_size=5,
+    )
+)
+def test_changes_api_never_answers_500(client, query):
+    response = client.get("/api/models/changes?" + urlencode(query))
+    assert response.status_code in {200, 400}
+    assert "success" in response.json()
