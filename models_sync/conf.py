@@ -125,3 +125,8 @@ def history_days() -> int:
 
 def schedule_name() -> str:
     return _get("SCHEDULE_NAME", "openrouter-sync")
+
+
+def extra_catalogues() -> dict[str, dict[str, str]]:
+    """Other catalogues synced into the same table, e.g. ``{"local-vllm": {"url": ...}}``."""
+    return dict(_get("CATALOGUES", {}) or {})

@@ -19,6 +19,9 @@ class LLMModelQuerySet(models.QuerySet["LLMModel"]):
     def with_vision(self) -> LLMModelQuerySet:
         return self.filter(has_vision=True)
 
+    def from_source(self, source: str) -> LLMModelQuerySet:
+        return self.filter(source=source)
+
     def by_author(self, author: str) -> LLMModelQuerySet:
         return self.filter(author=author.strip().lstrip("~").lower())
 
@@ -54,9 +57,12 @@ class LLMModelQuerySet(models.QuerySet["LLMModel"]):
         has_vision: bool | None = None,
         min_context_length: int | None = None,
         search: str | None = None,
+        source: str | None = None,
     ) -> LLMModelQuerySet:
         """The seed hook's ``filterModels``: every given criterion must hold."""
         qs = self
+        if source:
+            qs = qs.from_source(source)
         if provider:
             qs = qs.by_author(provider)
         if has_vision is not None:
@@ -82,7 +88,8 @@ class LLMModelQuerySet(models.QuerySet["LLMModel"]):
 class LLMModel(models.Model):
     """Every model the syncs have seen, free or not. Rows are never deleted by a sync."""
 
-    model_id = models.CharField(_("OpenRouter id"), max_length=200, unique=True)
+    source = models.CharField(_("catalogue"), max_length=50, default="openrouter", db_index=True)
+    model_id = models.CharField(_("OpenRouter id"), max_length=200)
     canonical_slug = models.CharField(_("canonical slug"), max_length=200, blank=True)
     name = models.CharField(_("name"), max_length=300)
     author = models.CharField(_("author"), max_length=100, db_index=True)
@@ -117,6 +124,11 @@ class LLMModel(models.Model):
         verbose_name = _("LLM model")
         verbose_name_plural = _("LLM models")
         ordering = ["quality_rank", "model_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "model_id"], name="llmmodel_source_model_uniq"
+            )
+        ]
         indexes = [
             models.Index(
                 fields=["is_available", "is_free", "quality_rank"], name="llmmodel_serving_idx"
@@ -149,6 +161,7 @@ class SyncRun(models.Model):
         _("status"), max_length=10, choices=Status.choices, default=Status.RUNNING
     )
     source = models.CharField(_("source"), max_length=500, blank=True)
+    catalogue = models.CharField(_("catalogue"), max_length=50, default="openrouter")
     forced = models.BooleanField(_("forced"), default=False)
     http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
     upstream_latency_ms = models.PositiveIntegerField(

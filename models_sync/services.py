@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Q, Subquery
 from django.utils import timezone
 
-from . import conf, openrouter
+from . import catalogues, conf, openrouter
 from .models import UNSTABLE_BELOW, LLMModel, ModelChange, SyncLock, SyncRun
 from .openrouter import ParsedModel, UpstreamError
 
@@ -93,17 +93,26 @@ class _Counts:
 # Sync
 
 
-def sync_models(*, trigger: str, source: str | None = None, force: bool = False) -> SyncRun:
-    """Fetch, parse, classify and upsert the catalogue; record a ``SyncRun`` whatever happens.
+def sync_models(
+    *,
+    trigger: str,
+    source: str | None = None,
+    force: bool = False,
+    catalogue: str = catalogues.OPENROUTER,
+) -> SyncRun:
+    """Fetch, parse, classify and upsert a catalogue; record a ``SyncRun`` whatever happens.
 
-    The HTTP call happens before any transaction; the write is one transaction, under a lease
-    lock so that only one sync writes at a time across processes.
+    ``source`` replaces the catalogue's URL by another URL or a local snapshot file. The HTTP
+    call happens before any transaction; the write is one transaction, under a lease lock so
+    that only one sync writes at a time across processes.
     """
+    reader = catalogues.get(catalogue)
     clock = time.monotonic()
     run = SyncRun.objects.create(
         started_at=timezone.now(),
         trigger=trigger,
-        source=(source or conf.api_url())[:500],
+        source=(source or reader.url())[:500],
+        catalogue=catalogue,
         forced=force,
     )
     token = uuid.uuid4().hex
@@ -111,19 +120,25 @@ def sync_models(*, trigger: str, source: str | None = None, force: bool = False)
         _finish(run, clock, SyncRun.Status.REFUSED, error="another sync is already running")
         raise SyncAlreadyRunning(run.error, run=run)
     try:
-        return _sync_locked(run, clock, token=token, source=source, force=force)
+        return _sync_locked(run, clock, token=token, source=source, force=force, reader=reader)
     finally:
         _release_lock(token)
 
 
 def _sync_locked(
-    run: SyncRun, clock: float, *, token: str, source: str | None, force: bool
+    run: SyncRun,
+    clock: float,
+    *,
+    token: str,
+    source: str | None,
+    force: bool,
+    reader: catalogues.Catalogue,
 ) -> SyncRun:
     try:
-        fetched = openrouter.read_source(source) if source else openrouter.fetch()
+        fetched = openrouter.read_source(source) if source else openrouter.fetch(reader.url())
         run.http_status, run.upstream_latency_ms = fetched.status, fetched.latency_ms
         logger.info("[OpenRouter Sync] Parsing %d bytes", len(fetched.body))
-        parsed = openrouter.parse_models(openrouter.parse_body(fetched.body))
+        parsed = reader.parse(fetched.body)
     except UpstreamError as exc:
         run.http_status = exc.status if exc.status is not None else run.http_status
         run.upstream_latency_ms = exc.latency_ms or run.upstream_latency_ms
@@ -143,7 +158,9 @@ def _sync_locked(
     logger.info("[OpenRouter Sync] Found %d free models", run.free_count)
     try:
         with transaction.atomic():
-            counts, changes = _apply(parsed.models, run=run, token=token, force=force)
+            counts, changes = _apply(
+                parsed.models, run=run, token=token, force=force, source=reader.name
+            )
     except _Refusal as exc:
         logger.warning("[OpenRouter Sync] Sync refused: %s", exc)
         _finish(run, clock, SyncRun.Status.REFUSED, error=str(exc))
@@ -286,15 +303,16 @@ def _field_changes(before: dict[str, Any], model: ParsedModel) -> list[tuple[str
 
 
 def _apply(
-    models: Sequence[ParsedModel], *, run: SyncRun, token: str, force: bool
+    models: Sequence[ParsedModel], *, run: SyncRun, token: str, force: bool, source: str
 ) -> tuple[_Counts, list[ModelChange]]:
     now = run.started_at
     lock = SyncLock.objects.select_for_update().get(name=LOCK_NAME)
     if lock.holder != token:
         raise RuntimeError("the sync lock expired and was taken by another sync")
+    table = LLMModel.objects.filter(source=source)
     existing = {
         row[0]: row[1:]
-        for row in LLMModel.objects.values_list(
+        for row in table.values_list(
             "model_id",
             "pk",
             "content_hash",
@@ -306,7 +324,7 @@ def _apply(
         )
     }
     shares = _availability_with(
-        [m.model_id for m in models if m.is_free], now=now, include_current=True
+        [m.model_id for m in models if m.is_free], now=now, catalogue=source
     )
     seen = {m.model_id for m in models}
     available_before = sum(1 for row in existing.values() if row[2])
@@ -331,6 +349,7 @@ def _apply(
         if row is None:
             to_create.append(
                 LLMModel(
+                    source=source,
                     model_id=model.model_id,
                     quality_rank=rank,
                     first_seen_at=now,
@@ -367,9 +386,9 @@ def _apply(
     changed_pks = [obj.pk for obj, _model, changed in to_update if changed]
     before: dict[int, dict[str, Any]] = {}
     for batch in _batched(changed_pks, BATCH_SIZE):
-        for pk, name, is_free, context_length, pricing in LLMModel.objects.filter(
-            pk__in=batch
-        ).values_list("pk", "name", "is_free", "context_length", "pricing"):
+        for pk, name, is_free, context_length, pricing in table.filter(pk__in=batch).values_list(
+            "pk", "name", "is_free", "context_length", "pricing"
+        ):
             before[pk] = _snapshot(
                 name, is_free, context_length, openrouter.price_signature(pricing)
             )
@@ -383,7 +402,7 @@ def _apply(
     for batch in _batched([row[0] for _mid, row in vanished], BATCH_SIZE):
         LLMModel.objects.filter(pk__in=batch).update(is_available=False)
     # After the writes above, the available rows are exactly the ones this answer listed.
-    LLMModel.objects.filter(is_available=True).update(last_seen_at=now)
+    table.filter(is_available=True).update(last_seen_at=now)
 
     changes: list[ModelChange] = []
 
@@ -446,7 +465,8 @@ def to_app_format(
         "id": model.model_id,
         "name": model.name,
         "description": model.description,
-        "provider": "openrouter",
+        "provider": model.source,
+        "source": model.source,
         "contextLength": model.context_length,
         "isFree": model.is_free,
         "category": model.category,
@@ -604,6 +624,7 @@ def get_free_models_stats() -> dict[str, Any]:
 def filter_app_models(
     models: Iterable[dict[str, Any]],
     *,
+    source: str | None = None,
     provider: str | None = None,
     has_vision: bool | None = None,
     min_context_length: int | None = None,
@@ -615,7 +636,8 @@ def filter_app_models(
     return [
         m
         for m in models
-        if (author is None or m["author"] == author)
+        if (source is None or m["source"] == source)
+        and (author is None or m["author"] == author)
         and (has_vision is None or m["features"]["vision"] == has_vision)
         and (not min_context_length or m["contextLength"] >= min_context_length)
         and (
@@ -654,7 +676,7 @@ def change_as_dict(change: ModelChange) -> dict[str, Any]:
 
 
 def _availability_with(
-    current_free: list[str], *, now: datetime, include_current: bool
+    current_free: list[str], *, now: datetime, catalogue: str
 ) -> dict[str, float]:
     """Per model id, the share of the window's successful syncs in which it was listed free.
 
@@ -663,11 +685,11 @@ def _availability_with(
     runs = list(
         SyncRun.objects.filter(
             status=SyncRun.Status.SUCCESS,
+            catalogue=catalogue,
             started_at__gte=now - timedelta(days=conf.history_days()),
         ).values_list("free_ids", flat=True)
     )
-    if include_current:
-        runs.append(current_free)
+    runs.append(current_free)
     if not runs:
         return {}
     seen = Counter(model_id for free_ids in runs for model_id in free_ids)

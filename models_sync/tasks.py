@@ -13,7 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from . import conf, services
+from . import catalogues, conf, services
 from .models import SyncRun, WebhookDelivery
 
 logger = logging.getLogger("models_sync")
@@ -21,12 +21,16 @@ SIGNATURE_HEADER = "X-Tetika-Signature"
 
 
 def run_scheduled_sync() -> str:
-    """The schedule's task. A failed sync is recorded in its SyncRun; the task itself succeeds."""
-    try:
-        run = services.sync_models(trigger=SyncRun.Trigger.SCHEDULE)
-    except services.SyncError as exc:
-        return f"{exc.run.status}: {exc.message}"
-    return f"success: {run.free_count} free models, {run.changes_count} changes"
+    """The schedule's task: every catalogue in turn. A failure is recorded in its SyncRun."""
+    outcomes = []
+    for name in catalogues.configured():
+        try:
+            run = services.sync_models(trigger=SyncRun.Trigger.SCHEDULE, catalogue=name)
+        except services.SyncError as exc:
+            outcomes.append(f"{name}: {exc.run.status}: {exc.message}")
+        else:
+            outcomes.append(f"{name}: success, {run.free_count} free, {run.changes_count} changes")
+    return "; ".join(outcomes)
 
 
 def webhook_payload(run: SyncRun) -> dict[str, Any]:

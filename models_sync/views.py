@@ -107,6 +107,7 @@ class ListQuery:
     has_vision: bool | None
     min_context_length: int | None
     search: str | None
+    source: str | None
 
     @classmethod
     def from_request(cls, request: HttpRequest) -> ListQuery:
@@ -117,6 +118,7 @@ class ListQuery:
             has_vision=_bool(request, "hasVision"),
             min_context_length=_int(request, "minContextLength"),
             search=_text(request, "search", MAX_SEARCH_LENGTH),
+            source=_text(request, "source", MAX_PROVIDER_LENGTH),
         )
 
 
@@ -243,6 +245,7 @@ class ModelsSyncView(JsonApiView):
                 return conditional
         models = services.filter_app_models(
             catalogue.models,
+            source=query.source,
             provider=query.provider,
             has_vision=query.has_vision,
             min_context_length=query.min_context_length,
@@ -258,7 +261,14 @@ class ModelsSyncView(JsonApiView):
             "lastSync": services.iso(catalogue.last_sync),
         }
         if query.include_stats:
-            body["stats"] = catalogue.stats
+            body["stats"] = (
+                services.compute_stats(
+                    services.filter_app_models(catalogue.models, source=query.source),
+                    total_available=catalogue.total_available,
+                )
+                if query.source
+                else catalogue.stats
+            )
         if refresh_denied:
             body["refreshAllowed"] = False
         if catalogue.error:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from models_sync import conf
+from models_sync import catalogues, conf
 from models_sync.models import SyncRun
 from models_sync.services import SyncError, iso, load_catalogue_from_db, sync_models
 
@@ -34,6 +34,11 @@ class Command(BaseCommand):
             help="Read a snapshot from a local file or another URL instead of OpenRouter.",
         )
         parser.add_argument(
+            "--catalogue",
+            default="openrouter",
+            help="Which catalogue to sync: openrouter (default) or one of MODELS_SYNC_CATALOGUES.",
+        )
+        parser.add_argument(
             "--diff", action="store_true", help="Print the changes this sync recorded."
         )
         parser.add_argument(
@@ -53,11 +58,19 @@ class Command(BaseCommand):
         if save and not target.resolve().parent.is_dir():
             raise CommandError(_("--output %(path)s: no such directory") % {"path": target.parent})
 
+        if options["catalogue"] not in catalogues.configured():
+            raise CommandError(
+                _("Unknown catalogue %(name)s; configured: %(names)s")
+                % {"name": options["catalogue"], "names": ", ".join(catalogues.configured())}
+            )
         self.stdout.write(_("🔄 Synchronising the OpenRouter models...") + "\n")
         self.stdout.write(_("📡 Fetching the models from the OpenRouter API..."))
         try:
             run = sync_models(
-                trigger=SyncRun.Trigger.CLI, source=options["source"], force=options["force"]
+                trigger=SyncRun.Trigger.CLI,
+                source=options["source"],
+                force=options["force"],
+                catalogue=options["catalogue"],
             )
         except SyncError as exc:
             raise CommandError(_("Sync failed: %(error)s") % {"error": exc.message}) from exc
