@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy as _
 
 UNSTABLE_BELOW = 0.5
@@ -58,9 +61,17 @@ class LLMModelQuerySet(models.QuerySet["LLMModel"]):
         min_context_length: int | None = None,
         search: str | None = None,
         source: str | None = None,
+        user: Any = None,
     ) -> LLMModelQuerySet:
-        """The seed hook's ``filterModels``: every given criterion must hold."""
+        """The seed hook's ``filterModels``: every given criterion must hold.
+
+        With ``user``, that user's favourites come first (then the seed's order).
+        """
         qs = self
+        if user is not None and getattr(user, "is_authenticated", False):
+            qs = qs.annotate(
+                is_favorite=Exists(Favorite.objects.filter(user=user, llm_model=OuterRef("pk")))
+            ).order_by("-is_favorite", "quality_rank", "model_id")
         if source:
             qs = qs.from_source(source)
         if provider:
@@ -256,3 +267,33 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} {'ok' if self.delivered else 'failed'}"
+
+
+class Favorite(models.Model):
+    """A user's favourite model; kept when the model stops being free or available (flagged)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="llm_favorites"
+    )
+    llm_model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="favorites")
+    created_at = models.DateTimeField(_("added"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("favourite")
+        verbose_name_plural = _("favourites")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "llm_model"], name="favorite_user_model_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ★ {self.llm_model}"
+
+    @property
+    def problem(self) -> str:
+        """Why this favourite needs its owner's attention, or empty."""
+        if not self.llm_model.is_available:
+            return "no longer available"
+        if not self.llm_model.is_free:
+            return "no longer free"
+        return ""

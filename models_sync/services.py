@@ -18,7 +18,7 @@ from django.db.models import Count, Max, Q, Subquery
 from django.utils import timezone
 
 from . import catalogues, conf, openrouter
-from .models import UNSTABLE_BELOW, LLMModel, ModelChange, SyncLock, SyncRun
+from .models import UNSTABLE_BELOW, Favorite, LLMModel, ModelChange, SyncLock, SyncRun
 from .openrouter import ParsedModel, UpstreamError
 
 logger = logging.getLogger("models_sync")
@@ -723,3 +723,45 @@ def sync_metrics(*, now: datetime | None = None) -> dict[str, Any]:
         if last_success
         else None,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Favourites
+
+
+class UnknownModel(Exception):
+    pass
+
+
+def favorite_as_dict(favorite: Favorite) -> dict[str, Any]:
+    model = favorite.llm_model
+    return {
+        "modelId": model.model_id,
+        "source": model.source,
+        "name": model.name,
+        "addedAt": iso(favorite.created_at),
+        "isFree": model.is_free,
+        "available": model.is_available,
+        "flagged": bool(favorite.problem),
+        "reason": favorite.problem or None,
+    }
+
+
+def list_favorites(*, user: Any) -> list[Favorite]:
+    return list(Favorite.objects.filter(user=user).select_related("llm_model"))
+
+
+def add_favorite(*, user: Any, model_id: str, source: str = catalogues.OPENROUTER) -> bool:
+    """Star a model; True when it was not a favourite yet."""
+    model = LLMModel.objects.filter(source=source, model_id=model_id).first()
+    if model is None:
+        raise UnknownModel(f"unknown model {model_id!r}")
+    _favorite, created = Favorite.objects.get_or_create(user=user, llm_model=model)
+    return created
+
+
+def remove_favorite(*, user: Any, model_id: str, source: str = catalogues.OPENROUTER) -> bool:
+    deleted, _rows = Favorite.objects.filter(
+        user=user, llm_model__source=source, llm_model__model_id=model_id
+    ).delete()
+    return bool(deleted)

@@ -9,5 +9,6 @@ urlpatterns = [
     path("sync", views.ModelsSyncView.as_view(), name="sync"),
     path("changes", views.ModelChangesView.as_view(), name="changes"),
     path("changes.atom", views.ModelChangesFeed(), name="changes-feed"),
+    path("favorites", views.FavoritesView.as_view(), name="favorites"),
     path("openapi.json", views.openapi, name="openapi"),
 ]

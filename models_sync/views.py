@@ -12,6 +12,7 @@ from functools import cache as memoize
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.syndication.views import Feed
 from django.core.cache import caches
 from django.core.exceptions import SuspiciousOperation
@@ -408,3 +409,71 @@ class ModelChangesFeed(Feed):
 
     def item_updateddate(self, item: ModelChange):
         return item.timestamp
+
+
+def _acting_user(request: HttpRequest):
+    """The session's user, or with the API token the user named by ``X-Tetika-User``."""
+    token = _bearer_token_ok(request)
+    if token is False:
+        raise ApiError(401, "invalid API token")
+    if token:
+        username = request.headers.get("X-Tetika-User", "").strip()
+        user = get_user_model().objects.filter(username=username).first() if username else None
+        if user is None:
+            raise ApiError(400, "with the API token, name the user in the X-Tetika-User header")
+        return user
+    if not request.user.is_authenticated:
+        raise ApiError(401, "authentication required: a session or the API token")
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        _check_csrf(request)
+    return request.user
+
+
+def _model_reference(request: HttpRequest) -> tuple[str, str]:
+    if request.method == "DELETE":
+        data = {k: request.GET.get(k) for k in ("modelId", "source")}
+    else:
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError as exc:
+            raise ApiError(400, "body must be a JSON object") from exc
+        if not isinstance(data, dict):
+            raise ApiError(400, "body must be a JSON object")
+    model_id = data.get("modelId")
+    if not isinstance(model_id, str) or not model_id.strip() or len(model_id) > 200:
+        raise ApiError(400, "parameter 'modelId' is required (a model id)")
+    source = data.get("source") or "openrouter"
+    if not isinstance(source, str) or len(source) > MAX_PROVIDER_LENGTH:
+        raise ApiError(400, "parameter 'source' must be a catalogue name")
+    return model_id.strip(), source
+
+
+@method_decorator(csrf_exempt, name="dispatch")  # checked in _acting_user, to answer in JSON
+class FavoritesView(JsonApiView):
+    """``GET/POST/DELETE /api/models/favorites``: the acting user's favourite models."""
+
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        user = _acting_user(request)
+        favorites = [services.favorite_as_dict(f) for f in services.list_favorites(user=user)]
+        return JsonResponse({"success": True, "count": len(favorites), "favorites": favorites})
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        user = _acting_user(request)
+        model_id, source = _model_reference(request)
+        try:
+            created = services.add_favorite(user=user, model_id=model_id, source=source)
+        except services.UnknownModel as exc:
+            raise ApiError(404, str(exc)) from exc
+        return JsonResponse(
+            {"success": True, "modelId": model_id, "created": created},
+            status=201 if created else 200,
+        )
+
+    def delete(self, request: HttpRequest) -> HttpResponse:
+        user = _acting_user(request)
+        model_id, source = _model_reference(request)
+        if not services.remove_favorite(user=user, model_id=model_id, source=source):
+            raise ApiError(404, f"{model_id!r} is not a favourite")
+        return JsonResponse({"success": True, "modelId": model_id, "deleted": True})
