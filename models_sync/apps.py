@@ -7,25 +7,39 @@ from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
-def ensure_schedule(**kwargs: Any) -> None:
-    """Create or update the sync schedule after every migrate: idempotent, follows the setting."""
+def _schedule(name: str, func: str, minutes: int) -> None:
     from django_q.models import Schedule
 
-    from . import conf
-
-    name = conf.schedule_name()
-    minutes = conf.interval_minutes()
     if minutes <= 0:
         Schedule.objects.filter(name=name).delete()
         return
     Schedule.objects.update_or_create(
         name=name,
         defaults={
-            "func": "models_sync.tasks.run_scheduled_sync",
+            "func": func,
             "schedule_type": Schedule.MINUTES,
             "minutes": minutes,
             "repeats": -1,
         },
+    )
+
+
+def ensure_schedule(**kwargs: Any) -> None:
+    """Create or update the schedules after every migrate: idempotent, follows the settings.
+
+    The sync (every 6 h), the endpoints health pass (hourly) and, only with an OpenRouter key,
+    the daily one-token probe.
+    """
+    from . import conf
+
+    _schedule(conf.schedule_name(), "models_sync.tasks.run_scheduled_sync", conf.interval_minutes())
+    _schedule(
+        "openrouter-health", "models_sync.tasks.run_health_check", conf.health_interval_minutes()
+    )
+    _schedule(
+        "openrouter-probe",
+        "models_sync.tasks.run_probes",
+        24 * 60 if conf.api_key() else 0,
     )
 
 

@@ -130,3 +130,24 @@ def schedule_name() -> str:
 def extra_catalogues() -> dict[str, dict[str, str]]:
     """Other catalogues synced into the same table, e.g. ``{"local-vllm": {"url": ...}}``."""
     return dict(_get("CATALOGUES", {}) or {})
+
+
+def health_interval_minutes() -> int:
+    return int(_get("HEALTH_INTERVAL_MINUTES", 60))
+
+
+def health_concurrency() -> int:
+    return max(1, int(_get("HEALTH_CONCURRENCY", 2)))
+
+
+def health_history_hours() -> int:
+    return int(_get("HEALTH_HISTORY_HOURS", 48))
+
+
+def probe_interval_seconds() -> float:
+    """Pause between probes: 3 s keeps under OpenRouter's free tier of 20 requests a minute."""
+    return float(_get("PROBE_INTERVAL_SECONDS", 3.0))
+
+
+def probe_every_hours() -> int:
+    return int(_get("PROBE_EVERY_HOURS", 24))

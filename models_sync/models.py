@@ -126,6 +126,7 @@ class LLMModel(models.Model):
         help_text=_("Share of the recent successful syncs in which the model was listed free."),
     )
     metadata = models.JSONField(_("metadata"), default=dict)
+    health = models.JSONField(_("health"), default=dict, blank=True)
     raw = models.JSONField(_("upstream record"), default=dict)
     content_hash = models.CharField(max_length=40, editable=False, default="")
 
@@ -297,3 +298,32 @@ class Favorite(models.Model):
         if not self.llm_model.is_free:
             return "no longer free"
         return ""
+
+
+class HealthCheck(models.Model):
+    """One look at a free model's live health: its endpoints' figures, or a one-token probe."""
+
+    class Kind(models.TextChoices):
+        ENDPOINTS = "endpoints", _("endpoints")
+        PROBE = "probe", _("probe")
+
+    llm_model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="health_checks")
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    checked_at = models.DateTimeField(_("checked"), db_index=True)
+    ok = models.BooleanField(_("ok"), default=False)
+    status = models.CharField(_("status"), max_length=20, blank=True)
+    uptime = models.FloatField(_("uptime (%)"), null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
+    free_endpoints = models.PositiveSmallIntegerField(_("free endpoints"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("health check")
+        verbose_name_plural = _("health checks")
+        ordering = ["-checked_at", "-pk"]
+        indexes = [
+            models.Index(fields=["llm_model", "kind", "-checked_at"], name="health_model_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.llm_model} {self.kind} {self.status}"

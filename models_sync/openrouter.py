@@ -525,3 +525,131 @@ def is_new(
 
 def new_since(now: datetime) -> datetime:
     return now - timedelta(days=conf.new_days())
+
+
+# --------------------------------------------------------------------------------------------
+# Live health: per-provider endpoints of a model, and an optional one-token probe
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointHealth:
+    status: str  # up | degraded | down
+    endpoints: int
+    free_endpoints: int
+    uptime: float | None  # percent, last 30 minutes, best free endpoint
+    latency_ms: int | None  # p50, last 30 minutes, best free endpoint
+    providers: list[str]
+
+
+UP_THRESHOLD = 90.0
+
+
+def endpoints_url(model_id: str, canonical_slug: str) -> str:
+    """``/models/{author}/{slug}/endpoints``, built from the canonical slug (as links.details)."""
+    slug = canonical_slug or model_id.lstrip("~").split(":", 1)[0]
+    if not _ID_RE.fullmatch(slug) or any(p in {".", ".."} for p in slug.split("/")):
+        raise RecordError(f"cannot build an endpoints URL from {slug!r}")
+    return f"{conf.api_url().rstrip('/')}/{slug}/endpoints"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value == value and abs(value) < 1e12 else None
+
+
+def parse_endpoints(body: bytes) -> EndpointHealth:
+    """Health from an endpoints answer; free endpoints (zero prompt and completion) count first."""
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UpstreamError(f"endpoints answer is not JSON: {exc}") from exc
+    data = document.get("data") if isinstance(document, dict) else None
+    endpoints = data.get("endpoints") if isinstance(data, dict) else None
+    if not isinstance(endpoints, list):
+        raise UpstreamError("endpoints answer has no 'data.endpoints' list")
+    endpoints = [e for e in endpoints if isinstance(e, dict)]
+    free = []
+    for endpoint in endpoints:
+        try:
+            prices = _parse_prices(endpoint.get("pricing") or {})
+        except RecordError:
+            continue
+        if prices.get("prompt", 1) == 0 and prices.get("completion", 1) == 0:
+            free.append(endpoint)
+    considered = free or endpoints
+    uptimes = [u for e in considered if (u := _number(e.get("uptime_last_30m"))) is not None]
+    latencies = []
+    for endpoint in considered:
+        latency = endpoint.get("latency_last_30m")
+        p50 = _number(latency.get("p50")) if isinstance(latency, dict) else _number(latency)
+        if p50 is not None and p50 >= 0:
+            latencies.append(p50 * 1000 if isinstance(latency, dict) else p50)
+    uptime = max(uptimes) if uptimes else None
+    if not considered:
+        status = "down"
+    elif uptime is not None and uptime < UP_THRESHOLD:
+        status = "degraded"
+    else:
+        status = "up"
+    providers = [str(e.get("provider_name") or e.get("tag") or "?")[:60] for e in considered]
+    return EndpointHealth(
+        status=status,
+        endpoints=len(endpoints),
+        free_endpoints=len(free),
+        uptime=round(uptime, 2) if uptime is not None else None,
+        latency_ms=round(min(latencies)) if latencies else None,
+        providers=providers[:10],
+    )
+
+
+def fetch_endpoints(
+    model_id: str, canonical_slug: str, *, session: requests.Session | None = None
+) -> EndpointHealth:
+    result = fetch(endpoints_url(model_id, canonical_slug), session=session)
+    return parse_endpoints(result.body)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    latency_ms: int
+    status: int | None
+    error: str
+
+
+def chat_url() -> str:
+    base = conf.api_url().rstrip("/")
+    return (base[: -len("/models")] if base.endswith("/models") else base) + "/chat/completions"
+
+
+def probe(model_id: str, *, session: requests.Session | None = None) -> ProbeResult:
+    """A one-token chat completion, to see whether a free model really answers (needs a key)."""
+    session = session or requests.Session()
+    start = time.monotonic()
+    try:
+        response = session.post(
+            chat_url(),
+            json={
+                "model": model_id,
+                "messages": [{"role": "user", "content": "ping"}],
+                "max_tokens": 1,
+            },
+            headers={
+                "Authorization": f"Bearer {conf.api_key()}",
+                "User-Agent": conf.user_agent(),
+            },
+            timeout=(conf.connect_timeout(), conf.read_timeout()),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        return ProbeResult(False, _elapsed_ms(start), None, _short_reason(exc))
+    ok = response.status_code == 200
+    error = "" if ok else f"HTTP {response.status_code}"
+    if ok:
+        try:
+            ok = bool(response.json().get("choices"))
+        except ValueError:
+            ok = False
+        error = "" if ok else "answer has no choices"
+    return ProbeResult(ok, _elapsed_ms(start), response.status_code, error)

@@ -18,7 +18,15 @@ from django.db.models import Count, Max, Q, Subquery
 from django.utils import timezone
 
 from . import catalogues, conf, openrouter
-from .models import UNSTABLE_BELOW, Favorite, LLMModel, ModelChange, SyncLock, SyncRun
+from .models import (
+    UNSTABLE_BELOW,
+    Favorite,
+    HealthCheck,
+    LLMModel,
+    ModelChange,
+    SyncLock,
+    SyncRun,
+)
 from .openrouter import ParsedModel, UpstreamError
 
 logger = logging.getLogger("models_sync")
@@ -218,12 +226,13 @@ def _finish(run: SyncRun, clock: float, status: str, *, error: str = "") -> None
     run.save()
 
 
-def _acquire_lock(token: str) -> bool:
+def _acquire_lock(token: str, name: str = LOCK_NAME) -> bool:
+    """Take the lease with one conditional UPDATE: atomic on every database, across machines."""
     now = timezone.now()
-    SyncLock.objects.get_or_create(name=LOCK_NAME)
+    SyncLock.objects.get_or_create(name=name)
     free = Q(expires_at__isnull=True) | Q(expires_at__lt=now)
     taken = (
-        SyncLock.objects.filter(free, name=LOCK_NAME).update(
+        SyncLock.objects.filter(free, name=name).update(
             holder=token, expires_at=now + timedelta(seconds=conf.lock_seconds())
         )
         == 1
@@ -231,8 +240,8 @@ def _acquire_lock(token: str) -> bool:
     return taken
 
 
-def _release_lock(token: str) -> None:
-    SyncLock.objects.filter(name=LOCK_NAME, holder=token).update(holder="", expires_at=None)
+def _release_lock(token: str, name: str = LOCK_NAME) -> None:
+    SyncLock.objects.filter(name=name, holder=token).update(holder="", expires_at=None)
 
 
 def sync_is_running() -> bool:
@@ -489,6 +498,7 @@ def to_app_format(
         "lastSeen": iso(model.last_seen_at),
         "available": model.is_available,
         "availability": round(model.availability, 4),
+        "health": model.health or None,
         "unstable": model.is_free and model.availability < UNSTABLE_BELOW,
     }
 
@@ -765,3 +775,214 @@ def remove_favorite(*, user: Any, model_id: str, source: str = catalogues.OPENRO
         user=user, llm_model__source=source, llm_model__model_id=model_id
     ).delete()
     return bool(deleted)
+
+
+# --------------------------------------------------------------------------------------------
+# Live health of the free models
+
+
+HEALTH_LOCK = "openrouter-health"
+PROBE_LOCK = "openrouter-probe"
+
+
+class HealthAlreadyRunning(Exception):
+    pass
+
+
+def _free_openrouter_models() -> list[LLMModel]:
+    return list(
+        LLMModel.objects.available()
+        .free()
+        .from_source(catalogues.OPENROUTER)
+        .only("pk", "model_id", "canonical_slug", "health")
+        .order_by("quality_rank")
+    )
+
+
+def check_health() -> dict[str, int]:
+    """One polite pass over the free models' endpoints: two at a time, one pass at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = uuid.uuid4().hex
+    if not _acquire_lock(token, HEALTH_LOCK):
+        raise HealthAlreadyRunning("a health pass is already running")
+    try:
+        models = _free_openrouter_models()
+
+        def look(model: LLMModel) -> tuple[openrouter.EndpointHealth | None, str]:
+            try:
+                return openrouter.fetch_endpoints(model.model_id, model.canonical_slug), ""
+            except (UpstreamError, openrouter.RecordError) as exc:
+                return None, str(exc)[:300]
+
+        with ThreadPoolExecutor(max_workers=conf.health_concurrency()) as pool:
+            results = list(pool.map(look, models))
+        now = timezone.now()
+        summary = {"checked": len(models), "up": 0, "degraded": 0, "down": 0, "errors": 0}
+        checks = []
+        for model, (health, error) in zip(models, results, strict=True):
+            status = health.status if health else "unknown"
+            summary[status if health else "errors"] += 1
+            checks.append(
+                HealthCheck(
+                    llm_model=model,
+                    kind=HealthCheck.Kind.ENDPOINTS,
+                    checked_at=now,
+                    ok=health is not None and health.status == "up",
+                    status=status,
+                    uptime=health.uptime if health else None,
+                    latency_ms=health.latency_ms if health else None,
+                    free_endpoints=health.free_endpoints if health else None,
+                    error=error,
+                )
+            )
+            model.health = {
+                **(model.health or {}),
+                "status": status,
+                "uptime": health.uptime if health else None,
+                "latencyMs": health.latency_ms if health else None,
+                "freeEndpoints": health.free_endpoints if health else None,
+                "providers": health.providers if health else [],
+                "checkedAt": iso(now),
+                "error": error or None,
+            }
+        with transaction.atomic():
+            HealthCheck.objects.bulk_create(checks, batch_size=BATCH_SIZE)
+            LLMModel.objects.bulk_update(models, ["health"], batch_size=BATCH_SIZE)
+            HealthCheck.objects.filter(
+                checked_at__lt=now - timedelta(hours=conf.health_history_hours())
+            ).delete()
+        invalidate_model_cache()
+        logger.info("[OpenRouter Sync] Health pass: %s", summary)
+        return summary
+    finally:
+        _release_lock(token, HEALTH_LOCK)
+
+
+def probe_models(*, sleep=time.sleep) -> dict[str, int]:
+    """With an API key, a one-token completion per free model at most once a day, paced."""
+    if not conf.api_key():
+        return {"probed": 0, "ok": 0, "skipped": 0, "disabled": 1}
+    token = uuid.uuid4().hex
+    if not _acquire_lock(token, PROBE_LOCK):
+        raise HealthAlreadyRunning("a probe pass is already running")
+    try:
+        now = timezone.now()
+        recent = set(
+            HealthCheck.objects.filter(
+                kind=HealthCheck.Kind.PROBE,
+                checked_at__gte=now - timedelta(hours=conf.probe_every_hours()),
+            ).values_list("llm_model_id", flat=True)
+        )
+        due = [m for m in _free_openrouter_models() if m.pk not in recent]
+        summary = {"probed": 0, "ok": 0, "skipped": len(recent), "disabled": 0}
+        session = openrouter.build_session()
+        for index, model in enumerate(due):
+            if index:
+                sleep(conf.probe_interval_seconds())
+            result = openrouter.probe(model.model_id, session=session)
+            checked = timezone.now()
+            HealthCheck.objects.create(
+                llm_model=model,
+                kind=HealthCheck.Kind.PROBE,
+                checked_at=checked,
+                ok=result.ok,
+                status="ok" if result.ok else "failed",
+                latency_ms=result.latency_ms,
+                error=result.error[:300],
+            )
+            model.health = {
+                **(model.health or {}),
+                "probe": {"ok": result.ok, "latencyMs": result.latency_ms, "at": iso(checked)},
+            }
+            model.save(update_fields=["health"])
+            summary["probed"] += 1
+            summary["ok"] += result.ok
+        invalidate_model_cache()
+        return summary
+    finally:
+        _release_lock(token, PROBE_LOCK)
+
+
+# --------------------------------------------------------------------------------------------
+# Recommendations by task
+
+TASKS = ("chat", "code", "reasoning", "vision", "long-context", "agent")
+
+
+class UnknownTask(ValueError):
+    pass
+
+
+def _k(tokens: int) -> str:
+    return f"{tokens // 1000}k" if tokens < 1_000_000 else f"{tokens / 1_000_000:.1f}M"
+
+
+def _score(model: dict[str, Any], task: str, *, new_since: datetime) -> tuple[float, list[str]]:
+    """A transparent score: every point comes with the reason that earned it."""
+    params = set(model["supportedParameters"])
+    context = model["contextLength"]
+    points: list[tuple[float, str]] = []
+    if task == "code":
+        if model["category"] == "coding":
+            points.append((3, "coding model"))
+        if "tools" in params:
+            points.append((1, "supports tools"))
+    elif task == "reasoning":
+        if model["category"] == "reasoning":
+            points.append((2, "reasoning model"))
+        if "reasoning" in params or "include_reasoning" in params:
+            points.append((2, "exposes its reasoning"))
+    elif task == "vision":
+        points.append((3, "reads images"))
+    elif task == "long-context":
+        points.append((min(4.0, context / 250_000), f"{_k(context)} context"))
+    elif task == "agent":
+        points.append((2, "supports tools"))
+        if {"structured_outputs", "response_format"} & params:
+            points.append((2, "structured outputs"))
+    elif task == "chat" and model["category"] == "general":
+        points.append((1, "general-purpose model"))
+    if task != "long-context" and context:
+        points.append((min(1.0, context / 256_000), f"{_k(context)} context"))
+    share = model.get("availability") or 0
+    if share:
+        points.append((2 * share, f"seen free in {share:.0%} of syncs"))
+    health = model.get("health") or {}
+    if health.get("status") == "up":
+        uptime = health.get("uptime")
+        points.append((1, f"up ({uptime:g} % uptime)" if uptime is not None else "up"))
+    elif health.get("status") in ("degraded", "down"):
+        points.append((-2, f"endpoints {health['status']}"))
+    probe = health.get("probe") or {}
+    if probe.get("ok") is False:
+        points.append((-2, "failed its last probe"))
+    if model["createdUpstream"] and model["createdUpstream"] >= iso(new_since):
+        points.append((0.5, "new"))
+    if model["author"] in conf.known_providers():
+        points.append((0.5, f"known provider {model['author']}"))
+    score = round(sum(p for p, _reason in points), 2)
+    return score, [reason for value, reason in points if value]
+
+
+def recommend(
+    task: str, *, needs_vision: bool = False, min_context: int = 0, limit: int = 5
+) -> list[dict[str, Any]]:
+    """The free models that best fit a task, best first, each with the reasons of its score."""
+    if task not in TASKS:
+        raise UnknownTask(f"unknown task {task!r}; use {', '.join(TASKS)}")
+    models = get_cached_free_models().models
+    new_since = openrouter.new_since(timezone.now())
+    scored = []
+    for rank, model in enumerate(models):
+        params = set(model["supportedParameters"])
+        if (needs_vision or task == "vision") and not model["features"]["vision"]:
+            continue
+        if task == "agent" and "tools" not in params:
+            continue
+        if model["contextLength"] < min_context:
+            continue
+        score, reasons = _score(model, task, new_since=new_since)
+        scored.append((-score, rank, {"model": model, "score": score, "reasons": reasons}))
+    scored.sort(key=lambda item: item[:2])
+    return [item[2] for item in scored[: max(0, limit)]]

@@ -33,6 +33,20 @@ def run_scheduled_sync() -> str:
     return "; ".join(outcomes)
 
 
+def run_health_check() -> str:
+    try:
+        return str(services.check_health())
+    except services.HealthAlreadyRunning as exc:
+        return str(exc)
+
+
+def run_probes() -> str:
+    try:
+        return str(services.probe_models())
+    except services.HealthAlreadyRunning as exc:
+        return str(exc)
+
+
 def webhook_payload(run: SyncRun) -> dict[str, Any]:
     return {
         "event": "models.changed",

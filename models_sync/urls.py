@@ -10,5 +10,6 @@ urlpatterns = [
     path("changes", views.ModelChangesView.as_view(), name="changes"),
     path("changes.atom", views.ModelChangesFeed(), name="changes-feed"),
     path("favorites", views.FavoritesView.as_view(), name="favorites"),
+    path("recommend", views.RecommendView.as_view(), name="recommend"),
     path("openapi.json", views.openapi, name="openapi"),
 ]

@@ -477,3 +477,36 @@ class FavoritesView(JsonApiView):
         if not services.remove_favorite(user=user, model_id=model_id, source=source):
             raise ApiError(404, f"{model_id!r} is not a favourite")
         return JsonResponse({"success": True, "modelId": model_id, "deleted": True})
+
+
+class RecommendView(JsonApiView):
+    """``GET /api/models/recommend?task=code&limit=3``: the best free models for a task."""
+
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        _may_read(request)
+        task = _single(request, "task")
+        if task is None:
+            raise ApiError(400, f"parameter 'task' is required: {', '.join(services.TASKS)}")
+        limit = _int(request, "limit")
+        limit = 5 if limit is None else limit
+        if not 1 <= limit <= 50:
+            raise ApiError(400, "parameter 'limit' must be from 1 to 50")
+        try:
+            results = services.recommend(
+                task.strip(),
+                needs_vision=bool(_bool(request, "needsVision")),
+                min_context=_int(request, "minContext") or 0,
+                limit=limit,
+            )
+        except services.UnknownTask as exc:
+            raise ApiError(400, str(exc)) from exc
+        return JsonResponse(
+            {
+                "success": True,
+                "task": task.strip(),
+                "count": len(results),
+                "recommendations": results,
+            }
+        )
