@@ -300,3 +300,23 @@ def test_openapi_document_is_served(client):
     jsonschema.Draft202012Validator.check_schema(
         {**document, "$ref": "#/components/schemas/ModelList"}
     )
+
+
+def test_changes_recommend_and_favorites_conform_to_openapi(client, synced, db):
+    conforms(client.get("/api/models/changes?limit=3").json(), "ChangeList")
+    conforms(client.get("/api/models/recommend?task=agent").json(), "RecommendationList")
+    user = get_user_model().objects.create_user("fan", password="pw")
+    client.force_login(user)
+    client.post(
+        "/api/models/favorites",
+        {"modelId": "openai/gpt-oss-20b:free"},
+        content_type="application/json",
+    )
+    conforms(client.get("/api/models/favorites").json(), "FavoriteList")
+    assert set(OPENAPI["paths"]) == {
+        "/api/models/sync",
+        "/api/models/changes",
+        "/api/models/changes.atom",
+        "/api/models/recommend",
+        "/api/models/favorites",
+    }
