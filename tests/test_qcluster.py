@@ -67,9 +67,9 @@ def test_qcluster_runs_the_schedule_and_records_a_run(tmp_path, local_upstream):
         [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
     )
     # migrate created the schedule, due now.
-    assert _rows(db_path, "select name, minutes from django_q_schedule") == [
-        ("openrouter-sync", 360)
-    ]
+    assert _rows(
+        db_path, "select name, minutes from django_q_schedule where name = 'openrouter-sync'"
+    ) == [("openrouter-sync", 360)]
     log = (tmp_path / "qcluster.log").open("w")
     cluster = subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log, stderr=log
