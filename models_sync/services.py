@@ -966,12 +966,22 @@ def _score(model: dict[str, Any], task: str, *, new_since: datetime) -> tuple[fl
 
 
 def recommend(
-    task: str, *, needs_vision: bool = False, min_context: int = 0, limit: int = 5
+    task: str,
+    *,
+    needs_vision: bool = False,
+    min_context: int = 0,
+    limit: int = 5,
+    models: Sequence[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The free models that best fit a task, best first, each with the reasons of its score."""
+    """The free models that best fit a task, best first, each with the reasons of its score.
+
+    ``models`` (app-format dicts) defaults to the cached catalogue; the admin panel passes the
+    database tier's list so that it never calls upstream.
+    """
     if task not in TASKS:
         raise UnknownTask(f"unknown task {task!r}; use {', '.join(TASKS)}")
-    models = get_cached_free_models().models
+    if models is None:
+        models = get_cached_free_models().models
     new_since = openrouter.new_since(timezone.now())
     scored = []
     for rank, model in enumerate(models):
