@@ -47,23 +47,7 @@ class OpenAICompatibleCatalogue:
         return self.endpoint
 
     def parse(self, body: bytes) -> ParseResult:
-        records = openrouter.parse_body(body)
-        result = ParseResult(fetched=len(records))
-        seen: set[str] = set()
-        for index, record in enumerate(records):
-            try:
-                model = self.parse_record(record)
-            except RecordError as exc:
-                result.skipped += 1
-                if len(result.skip_reasons) < 20:
-                    result.skip_reasons.append(f"record {index}: {exc}")
-                continue
-            if model.model_id in seen:
-                result.skipped += 1
-                continue
-            seen.add(model.model_id)
-            result.models.append(model)
-        return result
+        return openrouter.parse_models(openrouter.parse_body(body), parse=self.parse_record)
 
     def parse_record(self, record: Any) -> ParsedModel:
         if not isinstance(record, dict):

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -305,13 +306,17 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def parse_models(records: list[Any]) -> ParseResult:
-    """Validate every record; bad ones are skipped and counted, duplicates keep the first."""
+def parse_models(
+    records: list[Any], parse: Callable[[Any], ParsedModel] | None = None
+) -> ParseResult:
+    """Validate every record (with ``parse``, OpenRouter's by default); bad ones are skipped and
+    counted, a duplicate id keeps its first occurrence."""
+    parse = parse or parse_record
     result = ParseResult(fetched=len(records))
     seen: set[str] = set()
     for index, record in enumerate(records):
         try:
-            model = parse_record(record)
+            model = parse(record)
         except RecordError as exc:
             result.skipped += 1
             if len(result.skip_reasons) < 20:

@@ -40,6 +40,18 @@ def body_of(records: list[dict[str, Any]]) -> bytes:
     return json.dumps({"data": records}).encode()
 
 
+def table_dump() -> list[tuple]:
+    """Every stored model, every synced column: equal dumps mean nothing changed."""
+    from models_sync.models import LLMModel
+    from models_sync.services import SYNCED_FIELDS
+
+    return list(
+        LLMModel.objects.order_by("source", "model_id").values_list(
+            "source", "model_id", "first_seen_at", "last_seen_at", *SYNCED_FIELDS
+        )
+    )
+
+
 @pytest.fixture(autouse=True)
 def _fast_and_isolated(settings):
     settings.MODELS_SYNC_API_URL = API_URL

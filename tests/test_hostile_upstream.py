@@ -23,7 +23,7 @@ from django.core.management import CommandError, call_command
 
 from models_sync.models import LLMModel, SyncRun
 
-from .conftest import API_URL, fixture_records
+from .conftest import API_URL, fixture_records, table_dump
 
 pytestmark = pytest.mark.django_db
 
@@ -229,25 +229,6 @@ def local_server():
         server.server_close()
 
 
-def _dump() -> list[tuple]:
-    return list(
-        LLMModel.objects.order_by("model_id").values_list(
-            *[
-                "model_id",
-                "name",
-                "is_free",
-                "is_available",
-                "quality_rank",
-                "content_hash",
-                "last_seen_at",
-                "first_seen_at",
-                "context_length",
-                "pricing",
-            ]
-        )
-    )
-
-
 REPORT: list[dict[str, Any]] = []
 
 
@@ -293,7 +274,7 @@ def test_hostile_upstream(case: Case, serve, upstream, local_server, settings):
     settings.MODELS_SYNC_RETRIES = 1
     serve(records=BASE)
     call_command("sync_openrouter", stdout=StringIO())
-    before = _dump()
+    before = table_dump()
     if case.server:
         settings.MODELS_SYNC_API_URL = local_server(case.server)
         settings.MODELS_SYNC_READ_TIMEOUT = 1
@@ -322,7 +303,7 @@ def test_hostile_upstream(case: Case, serve, upstream, local_server, settings):
         message = str(exc)
     elapsed = time.monotonic() - started
     run = SyncRun.objects.first()
-    after = _dump()
+    after = table_dump()
 
     if case.expect in ("failed", "refused"):
         lost = sum(1 for a, b in zip(before, after, strict=False) if a != b) + abs(

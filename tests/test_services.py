@@ -19,25 +19,10 @@ from models_sync.services import (
     sync_models,
 )
 
-from .conftest import fixture_records
+from .conftest import fixture_records, table_dump
 
 pytestmark = pytest.mark.django_db
 KNOWN = ("google", "meta-llama", "microsoft", "mistralai", "qwen")
-
-
-def _dump() -> list[tuple]:
-    return list(
-        LLMModel.objects.order_by("model_id").values_list(
-            "model_id",
-            "name",
-            "is_free",
-            "is_available",
-            "quality_rank",
-            "content_hash",
-            "last_seen_at",
-            "first_seen_at",
-        )
-    )
 
 
 def _expected_top_ten(year: int) -> list[str]:
@@ -122,13 +107,13 @@ def test_sync_stores_fields(serve):
 def test_upstream_500_leaves_rows_untouched_and_records_failure(serve, settings):
     serve(2026)
     sync_models(trigger="cli")
-    before = _dump()
+    before = table_dump()
     settings.MODELS_SYNC_RETRIES = 0
     serve(body=b"oops", status=500)
     with pytest.raises(SyncFailed) as excinfo:
         sync_models(trigger="cli")
     assert excinfo.value.message == "openrouter.ai answered HTTP 500 Internal Server Error"
-    assert _dump() == before
+    assert table_dump() == before
     run = SyncRun.objects.first()
     assert (run.status, run.http_status, run.error) == ("failed", 500, excinfo.value.message)
 
@@ -136,11 +121,11 @@ def test_upstream_500_leaves_rows_untouched_and_records_failure(serve, settings)
 def test_timeout_leaves_rows_untouched(serve):
     serve(2026)
     sync_models(trigger="cli")
-    before = _dump()
+    before = table_dump()
     serve(body=requests.ConnectTimeout("connect timed out"))
     with pytest.raises(SyncFailed):
         sync_models(trigger="schedule")
-    assert _dump() == before
+    assert table_dump() == before
     assert SyncRun.objects.first().status == "failed"
 
 
@@ -155,14 +140,14 @@ def test_malformed_json_fails_the_run(serve):
 def test_empty_list_is_refused(serve):
     serve(2026)
     sync_models(trigger="cli")
-    before = _dump()
+    before = table_dump()
     serve(records=[])
     with pytest.raises(SyncRefused) as excinfo:
         sync_models(trigger="cli")
     assert excinfo.value.message == (
         "upstream returned no models; nothing was changed (use force to accept)"
     )
-    assert _dump() == before
+    assert table_dump() == before
     assert SyncRun.objects.first().status == "refused"
 
 
@@ -180,7 +165,7 @@ def test_losing_more_than_half_is_refused(serve):
     records = fixture_records(2026)
     serve(records=records)
     sync_models(trigger="cli")
-    before = _dump()
+    before = table_dump()
     serve(records=records[:130])
     with pytest.raises(SyncRefused) as excinfo:
         sync_models(trigger="cli")
@@ -188,13 +173,13 @@ def test_losing_more_than_half_is_refused(serve):
         "the answer would mark 284 of 414 available models unavailable (more than 50%); "
         "nothing was changed (use force to accept)"
     )
-    assert _dump() == before
+    assert table_dump() == before
 
 
 def test_second_identical_sync_changes_nothing_visible(serve):
     serve(2026)
     sync_models(trigger="cli")
-    before = [row[:-2] for row in _dump()]
+    before = [row[:3] + row[4:] for row in table_dump()]
     serve(2026)
     run = sync_models(trigger="cli")
     assert (run.added_count, run.updated_count, run.unavailable_count, run.restored_count) == (
@@ -203,7 +188,7 @@ def test_second_identical_sync_changes_nothing_visible(serve):
         0,
         0,
     )
-    assert [row[:-2] for row in _dump()] == before
+    assert [row[:3] + row[4:] for row in table_dump()] == before
 
 
 def test_second_sync_moves_last_seen_only(serve):
