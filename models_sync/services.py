@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from django.core.cache import caches
 from django.db import transaction
-from django.db.models import Count, Max, Q, Subquery
+from django.db.models import Avg, Count, FloatField, Max, Q, Subquery, Value
 from django.utils import timezone
 
 from . import catalogues, conf, openrouter
@@ -532,10 +532,15 @@ class Catalogue:
     stale: bool = False
     error: str = ""
     built_at: datetime = field(default_factory=timezone.now)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stats(self) -> dict[str, Any]:
-        return compute_stats(self.models, total_available=self.total_available)
+        """The seed's stats, plus the sync metrics (success rate, latency, last success)."""
+        return {
+            **compute_stats(self.models, total_available=self.total_available),
+            "sync": self.metrics,
+        }
 
 
 def _cache():
@@ -558,11 +563,14 @@ def load_catalogue_from_db(*, now: datetime | None = None) -> Catalogue:
                 available.values("is_available").annotate(n=Count("pk")).values("n")[:1]
             ),
             last_sync=Subquery(available.order_by("-last_seen_at").values("last_seen_at")[:1]),
+            **_metric_subqueries(now),
         )
     )
     if not rows:
         summary = available.aggregate(n=Count("pk"), last=Max("last_seen_at"))
-        return Catalogue([], summary["n"], summary["last"], "database", built_at=now)
+        return Catalogue(
+            [], summary["n"], summary["last"], "database", built_at=now, metrics=sync_metrics()
+        )
     first = rows[0]
     new_since = openrouter.new_since(now)
     models = [
@@ -574,6 +582,9 @@ def load_catalogue_from_db(*, now: datetime | None = None) -> Catalogue:
         last_sync=first.last_sync,
         source="database",
         built_at=now,
+        metrics=_metrics(
+            first.runs_total, first.runs_ok, first.mean_latency, first.last_success, now=now
+        ),
     )
 
 
@@ -706,17 +717,62 @@ def _availability_with(
     return {model_id: count / len(runs) for model_id, count in seen.items()}
 
 
-def sync_metrics(*, now: datetime | None = None) -> dict[str, Any]:
-    """Success rate and mean upstream latency over the history window; time since last success."""
-    from django.db.models import Avg
+def _metric_subqueries(now: datetime) -> dict[str, Subquery]:
+    """Sync metrics as scalar subqueries, so that tier 2 stays one query."""
+    window = (
+        SyncRun.objects.order_by()
+        .filter(started_at__gte=now - timedelta(days=conf.history_days()))
+        .exclude(status=SyncRun.Status.RUNNING)
+        .annotate(whole=Value(1))  # a constant: aggregate over the whole window, no GROUP BY
+        .values("whole")
+    )
+    successes = SyncRun.objects.filter(status=SyncRun.Status.SUCCESS).order_by("-started_at")
+    return {
+        "runs_total": Subquery(window.annotate(n=Count("pk")).values("n")[:1]),
+        "runs_ok": Subquery(
+            window.filter(status=SyncRun.Status.SUCCESS).annotate(n=Count("pk")).values("n")[:1]
+        ),
+        "mean_latency": Subquery(
+            window.annotate(a=Avg("upstream_latency_ms")).values("a")[:1],
+            output_field=FloatField(),
+        ),
+        "last_success": Subquery(successes.values("finished_at")[:1]),
+    }
 
+
+def _metrics(
+    total: int | None,
+    ok: int | None,
+    latency: float | None,
+    last_success: datetime | None,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    total, ok = total or 0, ok or 0
+    return {
+        "syncs": total,
+        "successRate": round(ok / total, 4) if total else 0,
+        "meanLatencyMs": round(latency) if latency is not None else 0,
+        "lastSuccess": iso(last_success),
+        "secondsSinceLastSuccess": round((now - last_success).total_seconds())
+        if last_success
+        else None,
+    }
+
+
+def sync_metrics(*, now: datetime | None = None) -> dict[str, Any]:
+    """Success rate and mean upstream latency over the history window; time since last success.
+
+    The same figures as the serving tiers attach to their catalogue, for callers without one.
+    """
     now = now or timezone.now()
-    window = SyncRun.objects.filter(started_at__gte=now - timedelta(days=conf.history_days()))
-    finished = window.exclude(status=SyncRun.Status.RUNNING)
-    summary = finished.aggregate(
+    window = SyncRun.objects.filter(
+        started_at__gte=now - timedelta(days=conf.history_days())
+    ).exclude(status=SyncRun.Status.RUNNING)
+    summary = window.aggregate(
         total=Count("pk"),
         ok=Count("pk", filter=Q(status=SyncRun.Status.SUCCESS)),
-        latency=Avg("upstream_latency_ms", filter=Q(upstream_latency_ms__isnull=False)),
+        latency=Avg("upstream_latency_ms"),
     )
     last_success = (
         SyncRun.objects.filter(status=SyncRun.Status.SUCCESS)
@@ -724,15 +780,7 @@ def sync_metrics(*, now: datetime | None = None) -> dict[str, Any]:
         .values_list("finished_at", flat=True)
         .first()
     )
-    return {
-        "syncs": summary["total"],
-        "successRate": round(summary["ok"] / summary["total"], 4) if summary["total"] else 0,
-        "meanLatencyMs": round(summary["latency"]) if summary["latency"] is not None else 0,
-        "lastSuccess": iso(last_success),
-        "secondsSinceLastSuccess": round((now - last_success).total_seconds())
-        if last_success
-        else None,
-    }
+    return _metrics(summary["total"], summary["ok"], summary["latency"], last_success, now=now)
 
 
 # --------------------------------------------------------------------------------------------

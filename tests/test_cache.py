@@ -185,3 +185,16 @@ def test_model_first_seen_after_the_first_sync_is_new(serve):
     sync_models(trigger="cli")
     new = [m["id"] for m in services.load_catalogue_from_db().models if m["isNew"]]
     assert new == [late["id"]]
+
+
+def test_stats_carry_sync_metrics_in_the_same_query(synced, serve, settings):
+    settings.MODELS_SYNC_RETRIES = 0
+    serve(status=500, body=b"x")
+    with pytest.raises(services.SyncFailed):
+        sync_models(trigger="cli")
+    catalogue = services.load_catalogue_from_db()
+    assert catalogue.stats["sync"] == {
+        **services.sync_metrics(),
+        "secondsSinceLastSuccess": catalogue.stats["sync"]["secondsSinceLastSuccess"],
+    }
+    assert (catalogue.stats["sync"]["syncs"], catalogue.stats["sync"]["successRate"]) == (2, 0.5)
