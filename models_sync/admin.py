@@ -652,7 +652,8 @@ class LLMModelAdmin(ReadOnlyAdmin):
                 for task in services.TASKS
             ],
             **self._last_success_changes(source),
-            "metrics": self._metrics(now),
+            # Tier 2 carries the sync metrics (same query); sync_metrics() only as a fallback.
+            "metrics": self._metrics(catalogue.metrics or services.sync_metrics(now=now)),
             "last_sync": last_sync,
             "stale": last_sync is None or last_sync < now - timedelta(hours=conf.fresh_hours()),
             "last_run": last_run,
@@ -696,8 +697,7 @@ class LLMModelAdmin(ReadOnlyAdmin):
         }
 
     @staticmethod
-    def _metrics(now: Any) -> dict[str, Any]:
-        metrics = services.sync_metrics(now=now)
+    def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         last_success = parse_datetime(metrics["lastSuccess"]) if metrics["lastSuccess"] else None
         return {
             "days": conf.history_days(),
