@@ -806,7 +806,9 @@ def favorite_as_dict(favorite: Favorite) -> dict[str, Any]:
 
 
 def list_favorites(*, user: Any) -> list[Favorite]:
-    return list(Favorite.objects.filter(user=user).select_related("llm_model"))
+    return list(
+        Favorite.objects.filter(user=user).select_related("llm_model").defer("llm_model__raw")
+    )
 
 
 def add_favorite(*, user: Any, model_id: str, source: str = catalogues.OPENROUTER) -> bool:
@@ -996,13 +998,14 @@ def _score(model: dict[str, Any], task: str, *, new_since: datetime) -> tuple[fl
     share = model.get("availability") or 0
     if share:
         points.append((2 * share, f"seen free in {share:.0%} of syncs"))
-    health = model.get("health") or {}
+    health = model.get("health") if isinstance(model.get("health"), dict) else {}
     if health.get("status") == "up":
         uptime = health.get("uptime")
-        points.append((1, f"up ({uptime:g} % uptime)" if uptime is not None else "up"))
+        known = isinstance(uptime, int | float) and not isinstance(uptime, bool)
+        points.append((1, f"up ({uptime:g} % uptime)" if known else "up"))
     elif health.get("status") in ("degraded", "down"):
         points.append((-2, f"endpoints {health['status']}"))
-    probe = health.get("probe") or {}
+    probe = health.get("probe") if isinstance(health.get("probe"), dict) else {}
     if probe.get("ok") is False:
         points.append((-2, "failed its last probe"))
     if model["createdUpstream"] and model["createdUpstream"] >= iso(new_since):

@@ -156,3 +156,11 @@ def test_command(synced):
         " 1. Cohere: North Mini Code (free)  [cohere/north-mini-code:free]  7"
     )
     assert lines[2] == "    coding model; supports tools; 256k context; seen free in 100% of syncs"
+
+
+def test_malformed_health_does_not_break_the_score(synced):
+    LLMModel.objects.update(health={"status": "up", "uptime": "high", "probe": "x"})
+    from models_sync.services import invalidate_model_cache
+
+    invalidate_model_cache()
+    assert len(recommend("chat", limit=50)) == 18
