@@ -34,6 +34,8 @@ logger = logging.getLogger("models_sync")
 BATCH_SIZE = 500
 LOCK_NAME = "openrouter-sync"
 CACHE_KEY = "models_sync:free-models:v1"
+# Tier 1 entries are (generation, Catalogue); a sync rotates the generation after it commits.
+GENERATION_KEY = "models_sync:free-models:generation"
 SYNCED_FIELDS = (
     "canonical_slug",
     "name",
@@ -589,8 +591,24 @@ def load_catalogue_from_db(*, now: datetime | None = None) -> Catalogue:
 
 
 def invalidate_model_cache() -> None:
-    """Drop tier 1 for every process sharing the cache backend (one shared key)."""
-    _cache().delete(CACHE_KEY)
+    """Drop tier 1 for every process sharing the cache backend (one shared key).
+
+    The generation changes first: a reader that loaded the rows before the sync committed and
+    stores them afterwards tags them with the old generation, so no one serves them.
+    """
+    cache = _cache()
+    cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
+    cache.delete(CACHE_KEY)
+
+
+def _generation(cache, known: str | None = None) -> str:
+    """The current generation, read before the database so that it is never newer than it."""
+    generation = known if known is not None else cache.get(GENERATION_KEY)
+    if generation is None:
+        generation = uuid.uuid4().hex
+        if not cache.add(GENERATION_KEY, generation, None):
+            generation = cache.get(GENERATION_KEY) or generation
+    return generation
 
 
 def _is_fresh(catalogue: Catalogue, now: datetime) -> bool:
@@ -609,15 +627,23 @@ def get_cached_free_models(
     cache = _cache()
     duration = conf.cache_seconds() if cache_duration is None else cache_duration
     if not force_refresh:
-        cached = cache.get(CACHE_KEY)
-        if cached is not None:
+        found = cache.get_many([GENERATION_KEY, CACHE_KEY])
+        entry = found.get(CACHE_KEY)
+        if (
+            isinstance(entry, tuple)
+            and len(entry) == 2
+            and found.get(GENERATION_KEY) is not None
+            and entry[0] == found[GENERATION_KEY]
+        ):
             logger.debug("[OpenRouter Sync] Using cached models")
+            cached = entry[1]
             cached.source = "memory"
             return cached
+        generation = _generation(cache, found.get(GENERATION_KEY))
         now = timezone.now()
         catalogue = load_catalogue_from_db(now=now)
         if catalogue.models and _is_fresh(catalogue, now):
-            cache.set(CACHE_KEY, catalogue, duration)
+            cache.set(CACHE_KEY, (generation, catalogue), duration)
             return catalogue
         logger.info("[OpenRouter Sync] Cache expired, fetching new models")
     try:
@@ -632,9 +658,10 @@ def get_cached_free_models(
         catalogue.stale = not _is_fresh(catalogue, now)
         catalogue.error = exc.message
         return catalogue
+    generation = _generation(cache)
     catalogue = load_catalogue_from_db()
     catalogue.source = "openrouter"
-    cache.set(CACHE_KEY, catalogue, duration)
+    cache.set(CACHE_KEY, (generation, catalogue), duration)
     return catalogue
 
 

@@ -198,3 +198,26 @@ def test_stats_carry_sync_metrics_in_the_same_query(synced, serve, settings):
         "secondsSinceLastSuccess": catalogue.stats["sync"]["secondsSinceLastSuccess"],
     }
     assert (catalogue.stats["sync"]["syncs"], catalogue.stats["sync"]["successRate"]) == (2, 0.5)
+
+
+def test_a_reader_that_loaded_before_a_sync_cannot_put_the_old_list_back(serve, monkeypatch):
+    """Reader: cache miss, reads the rows; a sync commits and drops the cache; the reader stores
+    what it read. The old list must not be served after the sync (until the cache expires)."""
+    serve(2025)
+    sync_models(trigger="cli")
+    invalidate_model_cache()
+    load = services.load_catalogue_from_db
+    state = {"raced": False}
+
+    def load_then_a_sync_commits(**kwargs):
+        catalogue = load(**kwargs)
+        if not state["raced"]:
+            state["raced"] = True
+            serve(2026)
+            sync_models(trigger="cli", force=True)  # commits, then invalidates
+        return catalogue
+
+    monkeypatch.setattr(services, "load_catalogue_from_db", load_then_a_sync_commits)
+    assert len(get_cached_free_models().models) == 67  # the reader got the old rows
+    monkeypatch.setattr(services, "load_catalogue_from_db", load)
+    assert len(get_cached_free_models().models) == 18  # the next reader sees the sync
