@@ -274,7 +274,11 @@ class ModelsSyncView(JsonApiView):
             body["refreshAllowed"] = False
         if catalogue.error:
             body["warning"] = f"refresh failed, serving stored models: {catalogue.error}"
-        response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
+        unfiltered = len(models) == len(catalogue.models)  # filters only ever remove models
+        response = HttpResponse(
+            _encode_list_body(body, catalogue.models_json() if unfiltered else None),
+            content_type="application/json",
+        )
         response["ETag"] = etag
         if catalogue.last_sync:
             response["Last-Modified"] = http_date(_timestamp(catalogue.last_sync))
@@ -300,6 +304,14 @@ class ModelsSyncView(JsonApiView):
                 "timestamp": services.iso(timezone.now()),
             }
         )
+
+
+def _encode_list_body(body: dict[str, Any], models_json: str | None) -> str:
+    """The JSON body, reusing the catalogue's already-encoded models when nothing was filtered."""
+    if models_json is None:
+        return json.dumps(body, ensure_ascii=False)
+    rest = json.dumps({k: v for k, v in body.items() if k != "models"}, ensure_ascii=False)
+    return f'{{"models": {models_json}, {rest[1:]}'
 
 
 def _timestamp(value) -> int | None:
