@@ -1,0 +1,255 @@
+"""Sync cost: ours (``services.sync_models``) against a naive ``update_or_create`` loop.
+
+Each figure comes from its own pass over an emptied table, so that no instrument skews another:
+time without tracemalloc or query capture, peak memory under tracemalloc alone, and the query
+count under ``CaptureQueriesContext`` alone (on SQLite it re-quotes every parameter).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import responses
+from django.apps import apps
+from django.core.management.color import no_style
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils import timezone
+
+from models_sync import openrouter, services
+from models_sync.models import LLMModel
+
+API_URL = "https://openrouter.ai/api/v1/models"
+FIXTURES = Path(
+    os.environ.get(
+        "OPENROUTER_FIXTURES", Path(__file__).resolve().parents[2] / "shared/fixtures/openrouter"
+    )
+)
+FIXTURE_FILES = {
+    100: "models-2024-02-18.json",
+    321: "models-2025-06-17.json",
+    414: "models-2026-08-19.json",
+}
+MIB = 1024 * 1024
+# The app refuses bodies over 32 MiB by default; a 100 000-model catalogue is 156 MiB.
+BENCH_SETTINGS: dict[str, Any] = {
+    "MODELS_SYNC_API_URL": API_URL,
+    "MODELS_SYNC_API_KEY": "",
+    "MODELS_SYNC_RETRIES": 0,
+    "MODELS_SYNC_BACKOFF_FACTOR": 0,
+    "MODELS_SYNC_MAX_RETRY_AFTER": 0,
+    "MODELS_SYNC_MAX_RESPONSE_BYTES": 1024 * MIB,
+    "MODELS_SYNC_WEBHOOKS": [],
+}
+
+
+def fixture_body(size: int, fixtures: Path = FIXTURES) -> bytes:
+    return (fixtures / FIXTURE_FILES[size]).read_bytes()
+
+
+def synthetic_body(size: int, fixtures: Path = FIXTURES) -> bytes:
+    """The 2026 records repeated under unique ids ``bench/model-N``, compact like the live API."""
+    base = json.loads(fixture_body(414, fixtures))["data"]
+    records = [{**base[i % len(base)], "id": f"bench/model-{i}"} for i in range(size)]
+    return json.dumps({"data": records}, separators=(",", ":")).encode()
+
+
+def catalogue_body(size: int, fixtures: Path = FIXTURES) -> bytes:
+    return fixture_body(size, fixtures) if size in FIXTURE_FILES else synthetic_body(size, fixtures)
+
+
+@contextmanager
+def mocked_upstream(body: bytes) -> Iterator[None]:
+    """OpenRouter answers ``body`` to every GET; nothing leaves the machine."""
+    with (
+        override_settings(**BENCH_SETTINGS),
+        responses.RequestsMock(assert_all_requests_are_fired=False) as mock,
+    ):
+        mock.add(responses.GET, API_URL, body=body, status=200, content_type="application/json")
+        yield
+
+
+def wipe() -> None:
+    """Empty the app's tables the way ``flush`` does: DELETE on SQLite, TRUNCATE on PostgreSQL,
+    where deleted rows would stay as dead tuples that every later sequential scan reads.
+    """
+    tables = [model._meta.db_table for model in apps.get_app_config("models_sync").get_models()]
+    if connection.in_atomic_block:  # a test's transaction: TRUNCATE meets pending FK checks
+        with connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"DELETE FROM {connection.ops.quote_name(table)}")
+    else:
+        connection.ops.execute_sql_flush(connection.ops.sql_flush(no_style(), tables))
+    services.invalidate_model_cache()
+
+
+def ours() -> None:
+    services.sync_models(trigger="cli")
+
+
+def naive() -> None:
+    """What a first attempt writes: fetch, parse like ours, then one ``update_or_create`` per
+    model and one UPDATE per vanished model. Run in one transaction, as ours, so the comparison
+    is per-row queries against bulk queries and not per-row commits (which would be far slower).
+    """
+    response = requests.get(API_URL, timeout=(5, 30))
+    response.raise_for_status()
+    parsed = openrouter.parse_models(openrouter.parse_body(response.content))
+    now = timezone.now()
+    ordered = sorted(
+        parsed.models,
+        key=lambda m: services.sort_key(m.author, m.context_length, m.name, m.model_id),
+    )
+    with transaction.atomic():
+        for rank, model in enumerate(ordered, start=1):
+            values = {
+                "canonical_slug": model.canonical_slug,
+                "name": model.name,
+                "author": model.author[:100],
+                "description": model.description,
+                "context_length": model.context_length,
+                "input_modalities": model.input_modalities,
+                "output_modalities": model.output_modalities,
+                "has_vision": model.has_vision,
+                "supported_parameters": model.supported_parameters,
+                "parameters_text": "|" + "|".join(model.supported_parameters) + "|",
+                "pricing": model.pricing,
+                "is_free": model.is_free,
+                "non_free_reason": model.non_free_reason[:200],
+                "category": model.category,
+                "created_upstream": model.created_upstream,
+                "metadata": model.metadata,
+                "raw": model.raw,
+                "content_hash": model.content_hash,
+                "quality_rank": rank,
+                "is_available": True,
+                "last_seen_at": now,
+            }
+            LLMModel.objects.update_or_create(
+                **_identity(model.model_id),
+                defaults=values,
+                create_defaults={**values, "first_seen_at": now},
+            )
+        seen = {m.model_id for m in parsed.models}
+        for model_id in LLMModel.objects.filter(is_available=True, **_catalogue()).values_list(
+            "model_id", flat=True
+        ):
+            if model_id not in seen:
+                LLMModel.objects.filter(**_identity(model_id)).update(is_available=False)
+
+
+def _catalogue() -> dict[str, str]:
+    """OpenRouter's rows: the table holds several catalogues, unique by (source, model_id)."""
+    fields = {f.name for f in LLMModel._meta.get_fields()}
+    return {"source": "openrouter"} if "source" in fields else {}
+
+
+def _identity(model_id: str) -> dict[str, str]:
+    return {**_catalogue(), "model_id": model_id}
+
+
+@dataclass(slots=True)
+class SyncFigures:
+    """One implementation at one size: a first sync into an empty table, then an unchanged one."""
+
+    first_seconds: float = 0.0
+    resync_seconds: float = 0.0
+    first_queries: int | None = None
+    resync_queries: int | None = None
+    first_peak_mib: float | None = None
+    resync_peak_mib: float | None = None
+
+
+def _timed(sync: Callable[[], None]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    sync()
+    return time.perf_counter() - start
+
+
+def _peak_mib(sync: Callable[[], None]) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        sync()
+        return tracemalloc.get_traced_memory()[1] / MIB
+    finally:
+        tracemalloc.stop()
+
+
+def _queries(sync: Callable[[], None]) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        sync()
+    return len(captured)
+
+
+@contextmanager
+def _counting_queries() -> Iterator[list[int]]:
+    """A bare counter for the naive loop: capturing its SQL would cost more than the loop."""
+    count = [0]
+
+    def wrapper(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        count[0] += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield count
+
+
+def _time_pair(sync: Callable[[], None]) -> tuple[float, float]:
+    wipe()
+    return _timed(sync), _timed(sync)
+
+
+def measure(
+    body: bytes, *, repeats: int = 1, baseline: bool = True, memory: bool = True
+) -> tuple[SyncFigures, SyncFigures | None]:
+    """Ours and (optionally) the naive baseline on one catalogue.
+
+    Times are the best of ``repeats`` (first sync into an emptied table, unchanged resync)
+    pairs, ours and the baseline taking turns, so that load from other processes, which only
+    ever adds time, hits both alike. Then ours' peak memory and its queries, each in its own
+    pass; the baseline's queries are counted in its first timed pair.
+    """
+    ours_times: list[tuple[float, float]] = []
+    naive_times: list[tuple[float, float]] = []
+    figures = SyncFigures()
+    naive_figures = SyncFigures() if baseline else None
+    with mocked_upstream(body):
+        for turn in range(repeats):
+            ours_times.append(_time_pair(ours))
+            if naive_figures is None:
+                continue
+            if turn:
+                naive_times.append(_time_pair(naive))
+                continue
+            wipe()
+            with _counting_queries() as first:
+                first_seconds = _timed(naive)
+            with _counting_queries() as resync:
+                naive_times.append((first_seconds, _timed(naive)))
+            naive_figures.first_queries, naive_figures.resync_queries = first[0], resync[0]
+        figures.first_seconds = min(t[0] for t in ours_times)
+        figures.resync_seconds = min(t[1] for t in ours_times)
+        if naive_figures is not None:
+            naive_figures.first_seconds = min(t[0] for t in naive_times)
+            naive_figures.resync_seconds = min(t[1] for t in naive_times)
+        if memory:
+            wipe()
+            figures.first_peak_mib = _peak_mib(ours)
+            figures.resync_peak_mib = _peak_mib(ours)
+        wipe()
+        figures.first_queries = _queries(ours)
+        figures.resync_queries = _queries(ours)
+        wipe()
+    return figures, naive_figures
