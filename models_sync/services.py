@@ -737,6 +737,8 @@ def filter_app_models(
     """``LLMModelQuerySet.filter_models`` over app-format dicts (tier 1 filters without SQL)."""
     author = provider.strip().lstrip("~").lower() if provider else None
     needle = search.strip().casefold() if search and search.strip() else None
+    if not (source or author or needle or min_context_length) and has_vision is None:
+        return list(models)
     return [
         m
         for m in models

@@ -237,7 +237,8 @@ class ModelsSyncView(JsonApiView):
         catalogue = services.get_cached_free_models(
             force_refresh=force, trigger=SyncRun.Trigger.API
         )
-        etag = _etag(catalogue, request)
+        last_sync, last_modified, version = _catalogue_figures(catalogue)
+        etag = _etag(version, request)
         if not force:
             conditional = get_conditional_response(
                 request, etag=etag, last_modified=_timestamp(catalogue.last_sync)
@@ -259,7 +260,7 @@ class ModelsSyncView(JsonApiView):
             "timestamp": services.iso(timezone.now()),
             "source": catalogue.source,
             "stale": catalogue.stale,
-            "lastSync": services.iso(catalogue.last_sync),
+            "lastSync": last_sync,
         }
         if query.include_stats:
             body["stats"] = (
@@ -280,8 +281,8 @@ class ModelsSyncView(JsonApiView):
             content_type="application/json",
         )
         response["ETag"] = etag
-        if catalogue.last_sync:
-            response["Last-Modified"] = http_date(_timestamp(catalogue.last_sync))
+        if last_modified:
+            response["Last-Modified"] = last_modified
         response["Cache-Control"] = "no-cache" if conf.require_login() else "public, no-cache"
         response["Vary"] = "Authorization, Cookie"
         return response
@@ -318,16 +319,24 @@ def _timestamp(value) -> int | None:
     return int(value.timestamp()) if value else None
 
 
-def _etag(catalogue: services.Catalogue, request: HttpRequest) -> str:
-    parts = [
-        services.iso(catalogue.last_sync) or "",
-        str(len(catalogue.models)),
-        str(catalogue.total_available),
-        str(catalogue.stale),
-        request.META.get("QUERY_STRING", ""),
-    ]
-    digest = hashlib.sha1("|".join(parts).encode(), usedforsecurity=False).hexdigest()
-    return f'"{digest[:32]}"'
+def _catalogue_figures(catalogue: services.Catalogue) -> tuple[str | None, str | None, str]:
+    """lastSync, Last-Modified and the version the ETag hashes: formatted once per catalogue."""
+    key = f"figures:{catalogue.stale}"
+    figures = catalogue.encoded.get(key)
+    if figures is None:
+        last_sync = services.iso(catalogue.last_sync)
+        timestamp = _timestamp(catalogue.last_sync)
+        version = "|".join(
+            [last_sync or "", str(len(catalogue.models)), str(catalogue.total_available), key]
+        )
+        figures = (last_sync, http_date(timestamp) if timestamp else None, version)
+        catalogue.encoded[key] = figures
+    return figures
+
+
+def _etag(version: str, request: HttpRequest) -> str:
+    text = f"{version}|{request.META.get('QUERY_STRING', '')}"
+    return f'"{hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:32]}"'
 
 
 @memoize
