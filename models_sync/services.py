@@ -556,11 +556,11 @@ class Catalogue:
     built_at: datetime = field(default_factory=timezone.now)
     metrics: dict[str, Any] = field(default_factory=dict)
     # The unfiltered models encoded once (per process and generation), not on every GET.
-    encoded: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    encoded: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def models_json(self) -> str:
+    def models_json(self) -> bytes:
         if "models" not in self.encoded:
-            self.encoded["models"] = json.dumps(self.models, ensure_ascii=False)
+            self.encoded["models"] = json.dumps(self.models, ensure_ascii=False).encode()
         return self.encoded["models"]
 
     @property
@@ -635,9 +635,14 @@ def invalidate_model_cache() -> None:
     cache.delete(CACHE_KEY)
 
 
-def _remember(generation: str, catalogue: Catalogue, duration: int) -> None:
+def _remember(generation: str, catalogue: Catalogue, duration: float) -> None:
+    """Keep a copy marked as served from memory; hits return it as is (callers never mutate)."""
     global _memo
-    _memo = (generation, time.monotonic() + duration, catalogue)
+    _memo = (
+        generation,
+        time.monotonic() + duration,
+        dataclasses.replace(catalogue, source="memory"),
+    )
 
 
 def _tier_one(cache: Any) -> tuple[Catalogue | None, str | None]:
@@ -646,7 +651,7 @@ def _tier_one(cache: Any) -> tuple[Catalogue | None, str | None]:
     if memo is not None:
         generation = cache.get(GENERATION_KEY)
         if generation == memo[0] and time.monotonic() < memo[1]:
-            return dataclasses.replace(memo[2], source="memory"), generation
+            return memo[2], generation
     found = cache.get_many([GENERATION_KEY, CACHE_KEY])
     generation, entry = found.get(GENERATION_KEY), found.get(CACHE_KEY)
     if (

@@ -112,6 +112,8 @@ class ListQuery:
 
     @classmethod
     def from_request(cls, request: HttpRequest) -> ListQuery:
+        if not request.GET:
+            return DEFAULT_QUERY
         return cls(
             refresh=bool(_bool(request, "refresh")),
             include_stats=bool(_bool(request, "includeStats")),
@@ -121,6 +123,17 @@ class ListQuery:
             search=_text(request, "search", MAX_SEARCH_LENGTH),
             source=_text(request, "source", MAX_PROVIDER_LENGTH),
         )
+
+
+DEFAULT_QUERY = ListQuery(
+    refresh=False,
+    include_stats=False,
+    provider=None,
+    has_vision=None,
+    min_context_length=None,
+    search=None,
+    source=None,
+)
 
 
 # --- who may do what
@@ -307,12 +320,12 @@ class ModelsSyncView(JsonApiView):
         )
 
 
-def _encode_list_body(body: dict[str, Any], models_json: str | None) -> str:
+def _encode_list_body(body: dict[str, Any], models_json: bytes | None) -> bytes:
     """The JSON body, reusing the catalogue's already-encoded models when nothing was filtered."""
     if models_json is None:
-        return json.dumps(body, ensure_ascii=False)
+        return json.dumps(body, ensure_ascii=False).encode()
     rest = json.dumps({k: v for k, v in body.items() if k != "models"}, ensure_ascii=False)
-    return f'{{"models": {models_json}, {rest[1:]}'
+    return b'{"models": ' + models_json + b", " + rest[1:].encode()
 
 
 def _timestamp(value) -> int | None:
