@@ -113,24 +113,7 @@ def naive() -> None:
     with transaction.atomic():
         for rank, model in enumerate(ordered, start=1):
             values = {
-                "canonical_slug": model.canonical_slug,
-                "name": model.name,
-                "author": model.author[:100],
-                "description": model.description,
-                "context_length": model.context_length,
-                "input_modalities": model.input_modalities,
-                "output_modalities": model.output_modalities,
-                "has_vision": model.has_vision,
-                "supported_parameters": model.supported_parameters,
-                "parameters_text": "|" + "|".join(model.supported_parameters) + "|",
-                "pricing": model.pricing,
-                "is_free": model.is_free,
-                "non_free_reason": model.non_free_reason[:200],
-                "category": model.category,
-                "created_upstream": model.created_upstream,
-                "metadata": model.metadata,
-                "raw": model.raw,
-                "content_hash": model.content_hash,
+                **services._row_values(model),  # the same column values as ours
                 "quality_rank": rank,
                 "is_available": True,
                 "last_seen_at": now,
