@@ -361,7 +361,9 @@ def test_concurrent_sync_processes_one_does_the_work(n, services, stand_in, tmp_
     assert len(losers) == n - 1
     assert all(r.error == REFUSAL and r.finished_at for r in losers)
     # One overlap window: every refusal happened while the winner held the lock.
-    assert all(winner.started_at <= r.started_at <= winner.finished_at for r in losers)
+    # A loser may create its run row just before the winner does; what matters is that each
+    # refusal was recorded while the winner held the lock.
+    assert all(winner.started_at <= r.finished_at <= winner.finished_at for r in losers)
     assert winner.fetched_count == ROWS_2026 and winner.free_count == FREE_2026
     assert winner.added_count == ROWS_2026
 
