@@ -19,8 +19,8 @@ from .sync import MIB, catalogue_body, mocked_upstream, ours, wipe
 
 PHASES: list[tuple[Any, str]] = [
     (openrouter, "fetch"),
-    (openrouter, "parse_body"),
-    (openrouter, "parse_models"),
+    (openrouter, "read_document"),
+    (services, "_read_entries"),
     (services, "_apply"),
 ]
 

@@ -1,18 +1,17 @@
 """Catalogues a sync can read: OpenRouter, and any OpenAI-compatible ``GET /v1/models``.
 
-A catalogue turns a body into a ``ParseResult``; fetching stays in ``openrouter.fetch`` (the one
-place that speaks HTTP), so every catalogue gets the same timeouts, size cap and retries.
+A catalogue turns one record into a ``ParsedModel``; fetching and walking the body stay in
+``openrouter`` (the one place that speaks HTTP), so every catalogue gets the same timeouts, size
+cap, retries and body checks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import conf, openrouter
-from .openrouter import ParsedModel, ParseResult, RecordError
+from .openrouter import ParsedModel, RecordError
 
 OPENROUTER = "openrouter"
 
@@ -22,7 +21,7 @@ class Catalogue(Protocol):
 
     def url(self) -> str: ...
 
-    def parse(self, body: bytes) -> ParseResult: ...
+    def parse_record(self, record: Any) -> ParsedModel: ...
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,8 @@ class OpenRouterCatalogue:
     def url(self) -> str:
         return conf.api_url()
 
-    def parse(self, body: bytes) -> ParseResult:
-        return openrouter.parse_models(openrouter.parse_body(body))
+    def parse_record(self, record: Any) -> ParsedModel:
+        return openrouter.parse_record(record)
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,6 @@ class OpenAICompatibleCatalogue:
 
     def url(self) -> str:
         return self.endpoint
-
-    def parse(self, body: bytes) -> ParseResult:
-        return openrouter.parse_models(openrouter.parse_body(body), parse=self.parse_record)
 
     def parse_record(self, record: Any) -> ParsedModel:
         if not isinstance(record, dict):
@@ -82,9 +78,6 @@ class OpenAICompatibleCatalogue:
             created_upstream=openrouter._parse_created(record.get("created")),
             metadata={"architecture": {}, "topProvider": None, "perRequestLimits": None},
             raw=record,
-            content_hash=hashlib.sha1(
-                json.dumps(record, sort_keys=True).encode(), usedforsecurity=False
-            ).hexdigest(),
         )
 
 

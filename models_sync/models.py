@@ -128,6 +128,7 @@ class LLMModel(models.Model):
     metadata = models.JSONField(_("metadata"), default=dict)
     health = models.JSONField(_("health"), default=dict, blank=True)
     raw = models.JSONField(_("upstream record"), default=dict)
+    # sha1 of the rules version and the record's text as received: equal means nothing to redo.
     content_hash = models.CharField(max_length=40, editable=False, default="")
 
     objects = LLMModelQuerySet.as_manager()

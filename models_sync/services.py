@@ -9,12 +9,13 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any, TypeVar
+from operator import attrgetter
+from typing import Any, NamedTuple, TypeVar
 
 from django.core.cache import caches
 from django.db import transaction
@@ -36,11 +37,15 @@ from .openrouter import ParsedModel, UpstreamError
 logger = logging.getLogger("models_sync")
 
 BATCH_SIZE = 500
+# Parsed models a sync keeps between reading the answer and writing it (about 30 MiB); past
+# that they are parsed again when written, so memory stays flat however large the catalogue.
+KEEP_PARSED = 5_000
 LOCK_NAME = "openrouter-sync"
 CACHE_KEY = "models_sync:free-models:v2"
 # Tier 1 entries are (generation, Catalogue); a sync rotates the generation after it commits.
 GENERATION_KEY = "models_sync:free-models:generation"
-SYNCED_FIELDS = (
+# The columns taken from the upstream record (``_row_values``), then the ones a sync sets.
+_ROW_FIELDS = (
     "canonical_slug",
     "name",
     "author",
@@ -58,11 +63,8 @@ SYNCED_FIELDS = (
     "created_upstream",
     "metadata",
     "raw",
-    "content_hash",
-    "quality_rank",
-    "is_available",
-    "availability",
 )
+SYNCED_FIELDS = (*_ROW_FIELDS, "content_hash", "quality_rank", "is_available", "availability")
 T = TypeVar("T")
 
 
@@ -101,6 +103,7 @@ class _Counts:
     updated: int = 0
     unavailable: int = 0
     restored: int = 0
+    changes: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,8 +170,10 @@ def _sync_locked(
         fetched = openrouter.read_source(source) if source else openrouter.fetch(reader.url())
         run.http_status, run.upstream_latency_ms = fetched.status, fetched.latency_ms
         logger.info("[OpenRouter Sync] Parsing %d bytes", len(fetched.body))
-        parsed = reader.parse(fetched.body)
-        del fetched  # the body is not needed once parsed
+        document = openrouter.read_document(fetched.body)
+        del fetched  # the text is kept, not the bytes
+        existing = _stored_rows(reader.name)
+        entries, scan = _read_entries(document, reader=reader, existing=existing)
     except UpstreamError as exc:
         run.http_status = exc.status if exc.status is not None else run.http_status
         run.upstream_latency_ms = exc.latency_ms or run.upstream_latency_ms
@@ -181,15 +186,23 @@ def _sync_locked(
         _finish(run, clock, SyncRun.Status.FAILED, error=message[:2000])
         raise SyncFailed(message, run=run) from exc
 
-    run.fetched_count = parsed.fetched
-    run.skipped_count = parsed.skipped
-    run.free_count = sum(1 for m in parsed.models if m.is_free)
-    logger.info("[OpenRouter Sync] Successfully fetched %d models", parsed.fetched - parsed.skipped)
+    run.fetched_count = scan.fetched
+    run.skipped_count = scan.skipped
+    run.free_count = sum(1 for e in entries if e.is_free)
+    logger.info("[OpenRouter Sync] Successfully fetched %d models", scan.fetched - scan.skipped)
     logger.info("[OpenRouter Sync] Found %d free models", run.free_count)
     try:
         with transaction.atomic():
-            counts, changes = _apply(
-                parsed.models, run=run, token=token, force=force, source=reader.name
+            counts = _apply(
+                entries,
+                existing,
+                run=run,
+                token=token,
+                force=force,
+                source=reader.name,
+                materialize=lambda entry: (
+                    entry.model or reader.parse_record(document.decode_at(entry.start))
+                ),
             )
     except _Refusal as exc:
         logger.warning("[OpenRouter Sync] Sync refused: %s", exc)
@@ -205,12 +218,12 @@ def _sync_locked(
     run.updated_count = counts.updated
     run.unavailable_count = counts.unavailable
     run.restored_count = counts.restored
-    run.changes_count = len(changes)
-    run.free_ids = sorted(m.model_id for m in parsed.models if m.is_free)
+    run.changes_count = counts.changes
+    run.free_ids = sorted(e.model_id for e in entries if e.is_free)
     _finish(run, clock, SyncRun.Status.SUCCESS)
     invalidate_model_cache()
-    if changes:
-        _notify(run, changes)
+    if counts.changes:
+        _notify(run)
     logger.info(
         "[OpenRouter Sync] Sync done in %d ms: %d added, %d updated, %d unavailable, %d returned",
         run.duration_ms,
@@ -222,10 +235,11 @@ def _sync_locked(
     return run
 
 
-def _notify(run: SyncRun, changes: list[ModelChange]) -> None:
+def _notify(run: SyncRun) -> None:
     """Tell subscribers; a failing receiver or webhook queue never fails the sync."""
     from .signals import models_changed
 
+    changes = run.changes.order_by("pk")  # lazy: a receiver that needs only the run reads none
     for receiver, result in models_changed.send_robust(sender=SyncRun, run=run, changes=changes):
         if isinstance(result, Exception):
             logger.error(
@@ -251,15 +265,14 @@ def _finish(run: SyncRun, clock: float, status: str, *, error: str = "") -> None
 def _acquire_lock(token: str, name: str = LOCK_NAME) -> bool:
     """Take the lease with one conditional UPDATE: atomic on every database, across machines."""
     now = timezone.now()
+    free = SyncLock.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__lt=now), name=name)
+    lease = {"holder": token, "expires_at": now + timedelta(seconds=conf.lock_seconds())}
+    if free.update(**lease) == 1:
+        return True
+    # Not taken: held by another sync, or the row is missing (a flushed table); make sure it
+    # exists, then try once more.
     SyncLock.objects.get_or_create(name=name)
-    free = Q(expires_at__isnull=True) | Q(expires_at__lt=now)
-    taken = (
-        SyncLock.objects.filter(free, name=name).update(
-            holder=token, expires_at=now + timedelta(seconds=conf.lock_seconds())
-        )
-        == 1
-    )
-    return taken
+    return free.update(**lease) == 1
 
 
 def _release_lock(token: str, name: str = LOCK_NAME) -> None:
@@ -301,7 +314,6 @@ def _row_values(model: ParsedModel) -> dict[str, Any]:
         "created_upstream": model.created_upstream,
         "metadata": model.metadata,
         "raw": model.raw,
-        "content_hash": model.content_hash,
     }
 
 
@@ -333,35 +345,99 @@ def _field_changes(before: dict[str, Any], model: ParsedModel) -> list[tuple[str
     return changes
 
 
+class _Stored(NamedTuple):
+    """What the last syncs stored for one model, as the next sync needs it."""
+
+    pk: int
+    content_hash: str
+    is_available: bool
+    quality_rank: int
+    is_free: bool
+    author: str
+    availability: float
+    name: str
+    context_length: int
+
+
+def _stored_rows(source: str) -> dict[str, _Stored]:
+    """Read under the lease, before the write transaction: no other sync writes these rows."""
+    rows = LLMModel.objects.filter(source=source).values_list("model_id", *_Stored._fields)
+    return {row[0]: _Stored._make(row[1:]) for row in rows}
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One usable record of the answer, as light as possible: a sync holds one per model."""
+
+    model_id: str
+    start: int
+    content_hash: str
+    key: tuple[Any, ...]
+    is_free: bool
+    model: ParsedModel | None  # None: unchanged since the last sync, or to be parsed again
+    rank: int = 0
+
+
+def _read_entries(
+    document: openrouter.Document,
+    *,
+    reader: catalogues.Catalogue,
+    existing: dict[str, _Stored],
+) -> tuple[list[_Entry], openrouter.ModelScan]:
+    """First pass, before any write: every record is read, so a broken body fails here; a
+    record whose text is the one stored is not parsed again; at most ``KEEP_PARSED`` parsed
+    models are kept for the writes, the others are parsed again then, so that a huge catalogue
+    is never held parsed whole."""
+    known = {model_id: row.content_hash for model_id, row in existing.items() if row.is_available}
+    scan = openrouter.scan_document(document, parse=reader.parse_record, known=known)
+    entries: list[_Entry] = []
+    kept = 0
+    for found in scan:
+        model = found.model
+        if model is None:
+            row = existing[found.model_id]
+            key = sort_key(row.author, row.context_length, row.name, found.model_id)
+            entries.append(
+                _Entry(found.model_id, found.start, found.content_hash, key, row.is_free, None)
+            )
+            continue
+        keep = kept < KEEP_PARSED
+        kept += keep
+        entries.append(
+            _Entry(
+                model.model_id,
+                found.start,
+                found.content_hash,
+                _model_key(model),
+                model.is_free,
+                model if keep else None,
+            )
+        )
+    return entries, scan
+
+
 def _apply(
-    models: Sequence[ParsedModel], *, run: SyncRun, token: str, force: bool, source: str
-) -> tuple[_Counts, list[ModelChange]]:
+    entries: list[_Entry],
+    existing: dict[str, _Stored],
+    *,
+    run: SyncRun,
+    token: str,
+    force: bool,
+    source: str,
+    materialize: Callable[[_Entry], ParsedModel],
+) -> _Counts:
     now = run.started_at
     lock = SyncLock.objects.select_for_update().get(name=LOCK_NAME)
     if lock.holder != token:
         raise RuntimeError("the sync lock expired and was taken by another sync")
-    table = LLMModel.objects.filter(source=source)
-    existing = {
-        row[0]: row[1:]
-        for row in table.values_list(
-            "model_id",
-            "pk",
-            "content_hash",
-            "is_available",
-            "quality_rank",
-            "is_free",
-            "author",
-            "availability",
-        )
-    }
     shares = _availability_with(
-        [m.model_id for m in models if m.is_free], now=now, catalogue=source
+        [e.model_id for e in entries if e.is_free], now=now, catalogue=source
     )
-    seen = {m.model_id for m in models}
-    available_before = sum(1 for row in existing.values() if row[2])
-    vanished = [(mid, row) for mid, row in existing.items() if row[2] and mid not in seen]
+    seen = {e.model_id for e in entries}
+    available_before = sum(1 for row in existing.values() if row.is_available)
+    vanished = [(mid, row) for mid, row in existing.items() if row.is_available and mid not in seen]
     if not force:
-        if not models:
+        if not entries:
             raise _Refusal("upstream returned no models; nothing was changed (use force to accept)")
         limit = available_before * conf.max_unavailable_ratio()
         if available_before and len(vanished) > limit:
@@ -370,108 +446,145 @@ def _apply(
                 f"unavailable (more than {conf.max_unavailable_ratio():.0%}); nothing was changed "
                 "(use force to accept)"
             )
+    for rank, entry in enumerate(sorted(entries, key=attrgetter("key")), start=1):
+        entry.rank = rank
 
     counts = _Counts(unavailable=len(vanished))
+    for batch in _batched(entries, BATCH_SIZE):
+        _write_batch(
+            batch,
+            existing,
+            run=run,
+            source=source,
+            shares=shares,
+            counts=counts,
+            materialize=materialize,
+        )
+    gone = [
+        LLMModel(pk=row.pk, quality_rank=row.quality_rank, availability=shares.get(mid, 0.0))
+        for mid, row in existing.items()
+        if mid not in seen and row.availability != shares.get(mid, 0.0)
+    ]
+    LLMModel.objects.bulk_update(gone, ["quality_rank", "availability"], batch_size=BATCH_SIZE)
+    for batch in _batched([row.pk for _mid, row in vanished], BATCH_SIZE):
+        LLMModel.objects.filter(pk__in=batch).update(is_available=False)
+    # After the writes above, the available rows are exactly the ones this answer listed; the
+    # rows this sync created carry its time already.
+    LLMModel.objects.filter(source=source, is_available=True, last_seen_at__lt=now).update(
+        last_seen_at=now
+    )
+    removed = [
+        _change(run, row.pk, mid, row.author, ModelChange.Kind.REMOVED, {"isFree": row.is_free})
+        for mid, row in vanished
+    ]
+    for batch in _batched(removed, BATCH_SIZE):
+        ModelChange.objects.bulk_create(batch)
+    counts.changes += len(removed)
+    return counts
+
+
+def _change(
+    run: SyncRun, pk: int, model_id: str, author: str, kind: str, old: Any, new: Any = None
+) -> ModelChange:
+    return ModelChange(
+        run_id=run.pk,
+        llm_model_id=pk,
+        model_id=model_id,
+        author=author[:100],
+        kind=kind,
+        before=old,
+        after=new,
+        timestamp=run.started_at,
+    )
+
+
+def _write_batch(
+    batch: list[_Entry],
+    existing: dict[str, _Stored],
+    *,
+    run: SyncRun,
+    source: str,
+    shares: dict[str, float],
+    counts: _Counts,
+    materialize: Callable[[_Entry], ParsedModel],
+) -> None:
+    """Writes up to ``BATCH_SIZE`` models and their changes: a constant number of queries."""
+    now = run.started_at
     to_create: list[LLMModel] = []
-    to_update: list[tuple[LLMModel, ParsedModel, bool]] = []
+    to_update: list[tuple[LLMModel, ParsedModel, _Stored]] = []
     rank_only: list[LLMModel] = []
-    for rank, model in enumerate(sorted(models, key=_model_key), start=1):
-        row = existing.get(model.model_id)
+    for entry in batch:
+        row = existing.get(entry.model_id)
+        share = shares.get(entry.model_id, 0.0)
+        if row is not None and row.is_available and row.content_hash == entry.content_hash:
+            if (row.quality_rank, row.availability) != (entry.rank, share):
+                rank_only.append(LLMModel(pk=row.pk, quality_rank=entry.rank, availability=share))
+            continue
+        model = materialize(entry)
+        values = {
+            **_row_values(model),
+            "content_hash": entry.content_hash,
+            "quality_rank": entry.rank,
+            "is_available": True,
+            "availability": share,
+        }
         if row is None:
             to_create.append(
                 LLMModel(
                     source=source,
                     model_id=model.model_id,
-                    quality_rank=rank,
                     first_seen_at=now,
                     last_seen_at=now,
-                    is_available=True,
-                    availability=shares.get(model.model_id, 0.0),
-                    **_row_values(model),
+                    **values,
                 )
             )
-            continue
-        pk, content_hash, was_available, old_rank, _was_free, _author, old_share = row
-        share = shares.get(model.model_id, 0.0)
-        if content_hash != model.content_hash or not was_available:
-            counts.updated += content_hash != model.content_hash
-            counts.restored += not was_available
-            obj = LLMModel(
-                pk=pk,
-                quality_rank=rank,
-                is_available=True,
-                availability=share,
-                **_row_values(model),
-            )
-            to_update.append((obj, model, content_hash != model.content_hash))
-        elif old_rank != rank or old_share != share:
-            rank_only.append(LLMModel(pk=pk, quality_rank=rank, availability=share))
-    for model_id, row in existing.items():
-        if model_id not in seen and row[6] != shares.get(model_id, 0.0):
-            rank_only.append(
-                LLMModel(pk=row[0], quality_rank=row[3], availability=shares.get(model_id, 0.0))
-            )
-    counts.added = len(to_create)
+        else:
+            to_update.append((LLMModel(pk=row.pk, **values), model, row))
 
-    # Before-values only for the rows whose record changed: one query per batch of them.
-    changed_pks = [obj.pk for obj, _model, changed in to_update if changed]
-    before: dict[int, dict[str, Any]] = {}
-    for batch in _batched(changed_pks, BATCH_SIZE):
-        for pk, name, is_free, context_length, pricing in table.filter(pk__in=batch).values_list(
-            "pk", "name", "is_free", "context_length", "pricing"
-        ):
-            before[pk] = _snapshot(
-                name, is_free, context_length, openrouter.price_signature(pricing)
-            )
+    # The stored values of the rows whose record text changed: one query for the batch.
+    changed = [row.pk for obj, _model, row in to_update if row.content_hash != obj.content_hash]
+    stored: dict[int, dict[str, Any]] = {}
+    if changed:
+        for before in LLMModel.objects.filter(pk__in=changed).values("pk", *_ROW_FIELDS):
+            stored[before["pk"]] = before
 
-    for batch in _batched(to_create, BATCH_SIZE):
-        LLMModel.objects.bulk_create(batch)
-    LLMModel.objects.bulk_update(
-        [obj for obj, _m, _c in to_update], SYNCED_FIELDS, batch_size=BATCH_SIZE
-    )
-    LLMModel.objects.bulk_update(rank_only, ["quality_rank", "availability"], batch_size=BATCH_SIZE)
-    for batch in _batched([row[0] for _mid, row in vanished], BATCH_SIZE):
-        LLMModel.objects.filter(pk__in=batch).update(is_available=False)
-    # After the writes above, the available rows are exactly the ones this answer listed.
-    table.filter(is_available=True).update(last_seen_at=now)
+    LLMModel.objects.bulk_create(to_create)
+    LLMModel.objects.bulk_update([obj for obj, _m, _r in to_update], SYNCED_FIELDS)
+    LLMModel.objects.bulk_update(rank_only, ["quality_rank", "availability"])
 
     changes: list[ModelChange] = []
-
-    def record(pk: int, model_id: str, author: str, kind: str, old: Any, new: Any) -> None:
-        changes.append(
-            ModelChange(
-                run=run,
-                llm_model_id=pk,
-                model_id=model_id,
-                author=author[:100],
-                kind=kind,
-                before=old,
-                after=new,
-                timestamp=now,
-            )
-        )
-
     for obj in to_create:
         snap = _snapshot(
             obj.name, obj.is_free, obj.context_length, openrouter.price_signature(obj.pricing)
         )
-        record(obj.pk, obj.model_id, obj.author, ModelChange.Kind.ADDED, None, snap)
-    for obj, model, changed in to_update:
-        was_available = existing[model.model_id][2]
-        was_free = existing[model.model_id][4]
-        if not was_available:
-            record(obj.pk, model.model_id, model.author, ModelChange.Kind.RETURNED, None, None)
-        if changed:
-            for kind, old, new in _field_changes(before[obj.pk], model):
-                record(obj.pk, model.model_id, model.author, kind, old, new)
-        elif not was_available and was_free != model.is_free:
+        changes.append(
+            _change(run, obj.pk, obj.model_id, obj.author, ModelChange.Kind.ADDED, None, snap)
+        )
+    for obj, model, row in to_update:
+        counts.restored += not row.is_available
+        if not row.is_available:
+            changes.append(
+                _change(run, obj.pk, model.model_id, model.author, ModelChange.Kind.RETURNED, None)
+            )
+        if obj.pk in stored:
+            before = stored[obj.pk]
+            counts.updated += any(before[f] != getattr(obj, f) for f in _ROW_FIELDS)
+            snap = _snapshot(
+                before["name"],
+                before["is_free"],
+                before["context_length"],
+                openrouter.price_signature(before["pricing"]),
+            )
+            for kind, old, new in _field_changes(snap, model):
+                changes.append(_change(run, obj.pk, model.model_id, model.author, kind, old, new))
+        elif not row.is_available and row.is_free != model.is_free:
             kind = ModelChange.Kind.BECAME_FREE if model.is_free else ModelChange.Kind.BECAME_PAID
-            record(obj.pk, model.model_id, model.author, kind, {"isFree": was_free}, None)
-    for model_id, row in vanished:
-        record(row[0], model_id, row[5], ModelChange.Kind.REMOVED, {"isFree": row[4]}, None)
-    for batch in _batched(changes, BATCH_SIZE):
-        ModelChange.objects.bulk_create(batch)
-    return counts, changes
+            changes.append(
+                _change(run, obj.pk, model.model_id, model.author, kind, {"isFree": row.is_free})
+            )
+    ModelChange.objects.bulk_create(changes)
+    counts.added += len(to_create)
+    counts.changes += len(changes)
 
 
 # --------------------------------------------------------------------------------------------

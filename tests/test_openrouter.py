@@ -8,7 +8,14 @@ import requests
 import responses
 
 from models_sync import openrouter
-from models_sync.openrouter import RecordError, UpstreamError, parse_body, parse_models
+from models_sync.openrouter import (
+    RecordError,
+    UpstreamError,
+    parse_body,
+    parse_models,
+    read_document,
+    scan_document,
+)
 
 from .conftest import API_URL, fixture_bytes, fixture_records
 
@@ -293,3 +300,74 @@ def test_read_source_missing_file():
     with pytest.raises(UpstreamError) as excinfo:
         openrouter.read_source("/nonexistent/models.json")
     assert excinfo.value.message == "snapshot file not found: /nonexistent/models.json"
+
+
+@pytest.mark.parametrize("year", [2024, 2025, 2026])
+def test_document_walk_yields_each_record_with_its_text(year):
+    document = read_document(fixture_bytes(year))
+    walked = list(document.records())
+    assert [record for _start, _end, record in walked] == fixture_records(year)
+    for start, end, record in walked:
+        assert json.loads(document.text[start:end]) == record
+        assert document.decode_at(start) == record
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"data": []} x', "response is not valid JSON: Extra data: line 1 column 14 (char 13)"),
+        (
+            b'{"data": [{"id": "a/b"} {"id": "c/d"}]}',
+            "response is not valid JSON: Expecting ',' delimiter: line 1 column 25 (char 24)",
+        ),
+        (
+            b'{"data" []}',
+            "response is not valid JSON: Expecting ':' delimiter: line 1 column 9 (char 8)",
+        ),
+        (
+            b'{"data": [{"id": "a/b"}], "x": }',
+            "response is not valid JSON: Expecting value: line 1 column 32 (char 31)",
+        ),
+        (b'{"data": [], "data": []}', "response has more than one 'data' key"),
+        (b"{}", "response has no 'data' list of models"),
+    ],
+)
+def test_broken_top_level_is_named_as_json_would(body, message):
+    with pytest.raises(UpstreamError) as excinfo:
+        parse_body(body)
+    assert excinfo.value.message == message
+
+
+def test_fault_after_the_records_still_fails_the_body():
+    records = read_document(b'{"data": [{"id": "a/b"}], "total_count": }').records()
+    assert next(records)[2] == {"id": "a/b"}
+    with pytest.raises(UpstreamError):
+        next(records)
+
+
+def test_members_around_the_list_are_read():
+    body = b'{"total_count": 1, "data": [{"id": "a/b"}], "links": {"next": null}}'
+    assert parse_body(body) == [{"id": "a/b"}]
+
+
+def test_content_hash_is_of_the_record_text_and_rules(monkeypatch):
+    record = {"id": "a/b", "pricing": {"prompt": "0"}}
+    compact = read_document(json.dumps([record]).encode())
+    pretty = read_document(json.dumps([record], indent=2).encode())
+    (c_start, c_end, _), (p_start, p_end, _) = next(compact.records()), next(pretty.records())
+    same = read_document(json.dumps([record]).encode())
+    assert compact.content_hash(c_start, c_end) == same.content_hash(c_start, c_end)
+    assert compact.content_hash(c_start, c_end) != pretty.content_hash(p_start, p_end)
+    before = compact.content_hash(c_start, c_end)
+    monkeypatch.setattr(openrouter, "RULES_VERSION", "new rules")
+    assert compact.content_hash(c_start, c_end) != before
+
+
+def test_scan_passes_known_records_on_unparsed():
+    document = read_document(fixture_bytes(2026))
+    first = next(document.records())
+    known = {first[2]["id"]: document.content_hash(first[0], first[1])}
+    entries = list(scan_document(document, known=known))
+    assert entries[0].model is None
+    assert all(entry.model is not None for entry in entries[1:])
+    assert len(entries) == 414

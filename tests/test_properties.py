@@ -118,3 +118,49 @@ def test_changes_api_never_answers_500(client, query):
     response = client.get("/api/models/changes?" + urlencode(query))
     assert response.status_code in {200, 400}
     assert "success" in response.json()
+
+
+def _loads_reference(text: str) -> list | str:
+    """What ``json.loads`` makes of a body: its records, or why it is not a model list."""
+    if not text.strip():
+        return "response is empty"
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        return f"response is not valid JSON: {exc}"
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict) and isinstance(document.get("data"), list):
+        return document["data"]
+    return "not a model list"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    document=st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {"data": st.lists(json_values, max_size=4)}, optional={"x": json_values}
+        ),
+    ),
+    indent=st.sampled_from([None, 0, 2]),
+    cut=st.integers(min_value=0, max_value=200),
+    junk=st.sampled_from(["", " ", ",", "]", "}", "x", '"', "{", "[1"]),
+)
+def test_streamed_body_reads_as_json_loads(document, indent, cut, junk):
+    """The record-by-record walk gives json.loads' records and json.loads' error messages,
+    on whole, truncated and corrupted bodies."""
+    from models_sync.openrouter import UpstreamError, parse_body
+
+    text = json.dumps(document, indent=indent)
+    text = text[: len(text) - cut] + junk if cut else text
+    expected = _loads_reference(text)
+    try:
+        got: list | str = parse_body(text.encode())
+    except UpstreamError as exc:
+        got = exc.message
+    if expected == "not a model list":  # a valid document of another shape: our own words
+        assert isinstance(got, str)
+        assert not got.startswith("response is not valid JSON")
+    else:
+        assert got == expected

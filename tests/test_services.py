@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from models_sync import services
+from models_sync import catalogues, openrouter, services
 from models_sync.models import LLMModel, SyncLock, SyncRun
 from models_sync.services import (
     SyncAlreadyRunning,
@@ -19,7 +19,7 @@ from models_sync.services import (
     sync_models,
 )
 
-from .conftest import fixture_records, table_dump
+from .conftest import fixture_bytes, fixture_path, fixture_records, table_dump
 
 pytestmark = pytest.mark.django_db
 KNOWN = ("google", "meta-llama", "microsoft", "mistralai", "qwen")
@@ -348,3 +348,102 @@ def test_concurrent_syncs_do_not_duplicate_or_lose_rows(serve):
     assert LLMModel.objects.count() == 414
     assert SyncRun.objects.count() == 4
     assert SyncRun.objects.filter(status="running").count() == 0
+
+
+def _counting_parser(monkeypatch) -> list[str]:
+    parsed: list[str] = []
+    real = openrouter.parse_record
+
+    def counting(record):
+        parsed.append(record.get("id") if isinstance(record, dict) else record)
+        return real(record)
+
+    monkeypatch.setattr(openrouter, "parse_record", counting)
+    return parsed
+
+
+def test_unchanged_records_are_not_parsed_again(serve, monkeypatch):
+    records = fixture_records(2026)
+    serve(records=records)
+    sync_models(trigger="cli")
+    parsed = _counting_parser(monkeypatch)
+    serve(records=[{**records[7], "name": "Renamed"}, *records[:7], *records[8:]])
+    run = sync_models(trigger="cli")
+    assert parsed == [records[7]["id"]]
+    assert (run.updated_count, run.changes_count) == (1, 1)
+
+
+def test_reformatted_answer_is_no_update(serve, monkeypatch):
+    serve(2026)  # pretty-printed, as OpenRouter's file
+    sync_models(trigger="cli")
+    before = {row[1]: row[4:-4] for row in table_dump()}
+    serve(records=fixture_records(2026))  # the same records, compact
+    run = sync_models(trigger="cli")
+    assert (run.updated_count, run.changes_count) == (0, 0)
+    assert {row[1]: row[4:-4] for row in table_dump()} == before
+    parsed = _counting_parser(monkeypatch)
+    serve(records=fixture_records(2026))
+    sync_models(trigger="cli")
+    assert parsed == []
+
+
+def test_rules_version_bump_reclassifies_every_model(serve, monkeypatch):
+    serve(2026)
+    sync_models(trigger="cli")
+    monkeypatch.setattr(openrouter, "RULES_VERSION", "2")
+    parsed = _counting_parser(monkeypatch)
+    serve(2026)
+    run = sync_models(trigger="cli")
+    assert len(parsed) == 414
+    assert run.updated_count == 0
+
+
+def _synced(years: list[int]) -> tuple[list[tuple], list[tuple]]:
+    from models_sync.models import ModelChange
+
+    for year in years:
+        sync_models(trigger="cli", force=True, source=str(fixture_path(year)))
+    dump = [row[:2] + row[4:] for row in table_dump()]  # timestamps differ between runs
+    changes = ModelChange.objects.values_list("model_id", "kind", "before", "after")
+    return dump, sorted(changes, key=repr)
+
+
+@pytest.mark.parametrize("kept", [0, 150])
+def test_models_parsed_again_past_the_kept_ones_store_the_same(monkeypatch, kept):
+    """A huge catalogue keeps only KEEP_PARSED parsed models; the others are parsed again when
+    written. Both paths must store the same rows and the same changelog."""
+    years = [2024, 2025, 2026]
+    expected = _synced(years)
+    LLMModel.objects.all().delete()
+    SyncRun.objects.all().delete()
+    monkeypatch.setattr(services, "KEEP_PARSED", kept)
+    assert _synced(years) == expected
+
+
+def test_read_entries_keeps_at_most_keep_parsed_models(monkeypatch):
+    monkeypatch.setattr(services, "KEEP_PARSED", 100)
+    document = openrouter.read_document(fixture_bytes(2026))
+    entries, scan = services._read_entries(
+        document, reader=catalogues.get("openrouter"), existing={}
+    )
+    assert (len(entries), scan.fetched) == (414, 414)
+    assert sum(entry.model is not None for entry in entries) == 100
+
+
+def test_signal_changes_are_the_runs_rows_in_order(serve):
+    from models_sync.signals import models_changed
+
+    received = []
+
+    def receiver(sender, run, changes, **kwargs):
+        received.append(list(changes.values_list("run_id", "kind", "model_id")))
+
+    models_changed.connect(receiver)
+    try:
+        serve(2024)
+        run = sync_models(trigger="cli")
+    finally:
+        models_changed.disconnect(receiver)
+    first = fixture_records(2024)[0]["id"]
+    assert received[0][:1] == [(run.pk, "added", first)]
+    assert len(received[0]) == 100
