@@ -75,12 +75,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"transaction_mode": "IMMEDIATE", "timeout": 30}
     )
-    # WAL: readers go on reading while a sync writes. synchronous=NORMAL: an fsync at each
-    # checkpoint instead of each commit; a crashed process loses nothing, a power cut may lose
-    # the last commits, never the file (a sync redoes them). It halves a sync's fixed cost.
-    DATABASES["default"]["OPTIONS"].setdefault(
-        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-    )
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=None)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
