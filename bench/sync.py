@@ -196,14 +196,20 @@ def _time_pair(sync: Callable[[], None]) -> tuple[float, float]:
 
 
 def measure(
-    body: bytes, *, repeats: int = 1, baseline: bool = True, memory: bool = True
+    body: bytes,
+    *,
+    repeats: int = 1,
+    baseline: bool = True,
+    baseline_repeats: int | None = None,
+    memory: bool = True,
 ) -> tuple[SyncFigures, SyncFigures | None]:
     """Ours and (optionally) the naive baseline on one catalogue.
 
     Times are the best of ``repeats`` (first sync into an emptied table, unchanged resync)
     pairs, ours and the baseline taking turns, so that load from other processes, which only
-    ever adds time, hits both alike. Then ours' peak memory and its queries, each in its own
-    pass; the baseline's queries are counted in its first timed pair.
+    ever adds time, hits both alike; the baseline takes only the first ``baseline_repeats``
+    turns when given. Then ours' peak memory and its queries, each in its own pass; the
+    baseline's queries are counted in its first timed pair.
     """
     ours_times: list[tuple[float, float]] = []
     naive_times: list[tuple[float, float]] = []
@@ -212,7 +218,7 @@ def measure(
     with mocked_upstream(body):
         for turn in range(repeats):
             ours_times.append(_time_pair(ours))
-            if naive_figures is None:
+            if naive_figures is None or turn >= (baseline_repeats or repeats):
                 continue
             if turn:
                 naive_times.append(_time_pair(naive))

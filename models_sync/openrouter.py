@@ -309,6 +309,9 @@ class Document:
     def decode_at(self, start: int) -> Any:
         return self._decoder.raw_decode(self.text, start)[0]
 
+    def text_at(self, start: int, end: int) -> str:
+        return self.text[start:end]
+
     def content_hash(self, start: int, end: int) -> str:
         """The record's text as received, with the rules version: equal means nothing to redo."""
         text = f"{RULES_VERSION}\n{self.text[start:end]}".encode("utf-8", "surrogatepass")
@@ -413,7 +416,8 @@ class Entry(NamedTuple):
     """A usable record of a scanned body."""
 
     model_id: str
-    start: int  # offset in the document, to decode the record again
+    start: int  # offsets in the document, to decode the record again or store its text
+    end: int
     content_hash: str
     model: ParsedModel | None  # None: ``known`` had this hash, the record was not parsed
 
@@ -453,7 +457,7 @@ class ModelScan:
                 and model_id not in seen
             ):
                 seen.add(model_id)
-                yield Entry(model_id, start, digest, None)
+                yield Entry(model_id, start, end, digest, None)
                 continue
             try:
                 model = self._parse(record)
@@ -464,7 +468,7 @@ class ModelScan:
                 self._skip(index, f"duplicate id {model.model_id!r}")
                 continue
             seen.add(model.model_id)
-            yield Entry(model.model_id, start, digest, model)
+            yield Entry(model.model_id, start, end, digest, model)
         if self.skipped:
             logger.warning(
                 "[OpenRouter Sync] Skipped %d malformed records: %s",

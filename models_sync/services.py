@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +29,7 @@ from .models import (
     HealthCheck,
     LLMModel,
     ModelChange,
+    RecordText,
     SyncLock,
     SyncRun,
 )
@@ -125,22 +126,25 @@ def sync_models(
     """
     reader = catalogues.get(catalogue)
     clock = time.monotonic()
-    run = SyncRun.objects.create(
-        started_at=timezone.now(),
-        trigger=trigger,
-        source=(source or reader.url())[:500],
-        catalogue=catalogue,
-        forced=force,
-    )
     token = uuid.uuid4().hex
-    if not _acquire_lock(token):
+    with transaction.atomic():  # the run's row and the lease: one commit
+        run = SyncRun.objects.create(
+            started_at=timezone.now(),
+            trigger=trigger,
+            source=(source or reader.url())[:500],
+            catalogue=catalogue,
+            forced=force,
+        )
+        locked = _acquire_lock(token)
+    if not locked:
         _finish(run, clock, SyncRun.Status.REFUSED, error="another sync is already running")
         raise SyncAlreadyRunning(run.error, run=run)
     try:
         with _cyclic_gc_paused():
             return _sync_locked(run, clock, token=token, source=source, force=force, reader=reader)
-    finally:
-        _release_lock(token)
+    except BaseException:
+        _release_lock(token)  # freed already with the run's outcome, unless that failed
+        raise
 
 
 @contextmanager
@@ -178,12 +182,12 @@ def _sync_locked(
         run.http_status = exc.status if exc.status is not None else run.http_status
         run.upstream_latency_ms = exc.latency_ms or run.upstream_latency_ms
         logger.error("[OpenRouter Sync] Sync failed: %s", exc.message)
-        _finish(run, clock, SyncRun.Status.FAILED, error=exc.message)
+        _finish(run, clock, SyncRun.Status.FAILED, error=exc.message, token=token)
         raise SyncFailed(exc.message, run=run) from exc
     except Exception as exc:
         logger.exception("[OpenRouter Sync] Unexpected error while reading the response")
         message = f"unexpected error while reading the response: {type(exc).__name__}: {exc}"
-        _finish(run, clock, SyncRun.Status.FAILED, error=message[:2000])
+        _finish(run, clock, SyncRun.Status.FAILED, error=message[:2000], token=token)
         raise SyncFailed(message, run=run) from exc
 
     run.fetched_count = scan.fetched
@@ -201,26 +205,27 @@ def _sync_locked(
                 force=force,
                 source=reader.name,
                 materialize=lambda entry: (
-                    entry.model or reader.parse_record(document.decode_at(entry.start))
+                    entry.model or reader.parse_record(document.decode_at(entry.start)),
+                    RecordText(document.text_at(entry.start, entry.end)),
                 ),
             )
+            run.added_count = counts.added
+            run.updated_count = counts.updated
+            run.unavailable_count = counts.unavailable
+            run.restored_count = counts.restored
+            run.changes_count = counts.changes
+            run.free_ids = sorted(e.model_id for e in entries if e.is_free)
+            # The models, the run's success and the lease's release commit together.
+            _finish(run, clock, SyncRun.Status.SUCCESS, token=token)
     except _Refusal as exc:
         logger.warning("[OpenRouter Sync] Sync refused: %s", exc)
-        _finish(run, clock, SyncRun.Status.REFUSED, error=str(exc))
+        _finish(run, clock, SyncRun.Status.REFUSED, error=str(exc), token=token)
         raise SyncRefused(str(exc), run=run) from exc
     except Exception as exc:
         logger.exception("[OpenRouter Sync] Writing the models failed; nothing was changed")
         message = f"writing the models failed: {type(exc).__name__}: {exc}"
-        _finish(run, clock, SyncRun.Status.FAILED, error=message[:2000])
+        _finish(run, clock, SyncRun.Status.FAILED, error=message[:2000], token=token)
         raise SyncFailed(message, run=run) from exc
-
-    run.added_count = counts.added
-    run.updated_count = counts.updated
-    run.unavailable_count = counts.unavailable
-    run.restored_count = counts.restored
-    run.changes_count = counts.changes
-    run.free_ids = sorted(e.model_id for e in entries if e.is_free)
-    _finish(run, clock, SyncRun.Status.SUCCESS)
     invalidate_model_cache()
     if counts.changes:
         _notify(run)
@@ -254,12 +259,18 @@ def _notify(run: SyncRun) -> None:
             logger.exception("[OpenRouter Sync] Could not queue the webhooks of run %s", run.pk)
 
 
-def _finish(run: SyncRun, clock: float, status: str, *, error: str = "") -> None:
+def _finish(
+    run: SyncRun, clock: float, status: str, *, error: str = "", token: str | None = None
+) -> None:
+    """Record how the run ended; with ``token``, free the lease in the same commit."""
     run.status = status
     run.error = error
     run.finished_at = timezone.now()
     run.duration_ms = round((time.monotonic() - clock) * 1000)
-    run.save()
+    with transaction.atomic(savepoint=False):
+        run.save()
+        if token is not None:
+            _release_lock(token)
 
 
 def _acquire_lock(token: str, name: str = LOCK_NAME) -> bool:
@@ -285,14 +296,20 @@ def sync_is_running() -> bool:
     ).exists()
 
 
-def sort_key(author: str, context_length: int, name: str, model_id: str) -> tuple[Any, ...]:
-    """The seed's order: known providers first (one group), then larger context, then name."""
-    known = author in conf.known_providers()
-    return (0 if known else 1, -context_length, name.casefold(), model_id)
+def sort_key(
+    author: str,
+    context_length: int,
+    name: str,
+    model_id: str,
+    *,
+    known: Container[str] | None = None,
+) -> tuple[Any, ...]:
+    """The seed's order: known providers first (one group), then larger context, then name.
 
-
-def _model_key(model: ParsedModel) -> tuple[Any, ...]:
-    return sort_key(model.author, model.context_length, model.name, model.model_id)
+    ``known`` is ``conf.known_providers()``, read once by a caller that sorts many models."""
+    if known is None:
+        known = conf.known_providers()
+    return (0 if author in known else 1, -context_length, name.casefold(), model_id)
 
 
 def _row_values(model: ParsedModel) -> dict[str, Any]:
@@ -371,6 +388,7 @@ class _Entry:
 
     model_id: str
     start: int
+    end: int
     content_hash: str
     key: tuple[Any, ...]
     is_free: bool
@@ -390,29 +408,29 @@ def _read_entries(
     is never held parsed whole."""
     known = {model_id: row.content_hash for model_id, row in existing.items() if row.is_available}
     scan = openrouter.scan_document(document, parse=reader.parse_record, known=known)
+    providers = frozenset(conf.known_providers())
     entries: list[_Entry] = []
     kept = 0
     for found in scan:
         model = found.model
-        if model is None:
+        if model is None:  # unchanged: its sort key and free flag are the stored ones
             row = existing[found.model_id]
-            key = sort_key(row.author, row.context_length, row.name, found.model_id)
-            entries.append(
-                _Entry(found.model_id, found.start, found.content_hash, key, row.is_free, None)
+            key = sort_key(
+                row.author, row.context_length, row.name, found.model_id, known=providers
             )
-            continue
-        keep = kept < KEEP_PARSED
-        kept += keep
-        entries.append(
-            _Entry(
-                model.model_id,
-                found.start,
-                found.content_hash,
-                _model_key(model),
-                model.is_free,
-                model if keep else None,
+            is_free = row.is_free
+        else:
+            key = sort_key(
+                model.author, model.context_length, model.name, model.model_id, known=providers
             )
+            is_free = model.is_free
+            if kept >= KEEP_PARSED:
+                model = None
+            kept += model is not None
+        entry = _Entry(
+            found.model_id, found.start, found.end, found.content_hash, key, is_free, model
         )
+        entries.append(entry)
     return entries, scan
 
 
@@ -424,7 +442,7 @@ def _apply(
     token: str,
     force: bool,
     source: str,
-    materialize: Callable[[_Entry], ParsedModel],
+    materialize: Callable[[_Entry], tuple[ParsedModel, RecordText]],
 ) -> _Counts:
     now = run.started_at
     lock = SyncLock.objects.select_for_update().get(name=LOCK_NAME)
@@ -506,7 +524,7 @@ def _write_batch(
     source: str,
     shares: dict[str, float],
     counts: _Counts,
-    materialize: Callable[[_Entry], ParsedModel],
+    materialize: Callable[[_Entry], tuple[ParsedModel, RecordText]],
 ) -> None:
     """Writes up to ``BATCH_SIZE`` models and their changes: a constant number of queries."""
     now = run.started_at
@@ -520,9 +538,10 @@ def _write_batch(
             if (row.quality_rank, row.availability) != (entry.rank, share):
                 rank_only.append(LLMModel(pk=row.pk, quality_rank=entry.rank, availability=share))
             continue
-        model = materialize(entry)
+        model, text = materialize(entry)
         values = {
             **_row_values(model),
+            "raw": text,
             "content_hash": entry.content_hash,
             "quality_rank": entry.rank,
             "is_available": True,
@@ -568,7 +587,9 @@ def _write_batch(
             )
         if obj.pk in stored:
             before = stored[obj.pk]
-            counts.updated += any(before[f] != getattr(obj, f) for f in _ROW_FIELDS)
+            counts.updated += before["raw"] != model.raw or any(
+                before[f] != getattr(obj, f) for f in _ROW_FIELDS if f != "raw"
+            )
             snap = _snapshot(
                 before["name"],
                 before["is_free"],
@@ -595,9 +616,7 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with milliseconds and a Z, as the seed's JavaScript ``toISOString``."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{value.microsecond // 1000:03d}Z"
-    )
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def to_app_format(

@@ -22,7 +22,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import get_conditional_response
 from django.utils.dateparse import parse_datetime
-from django.utils.decorators import method_decorator
 from django.utils.feedgenerator import Atom1Feed
 from django.utils.http import http_date
 from django.views import View
@@ -36,6 +35,11 @@ RATE_KEY = "models_sync:forced-refresh"
 MAX_SEARCH_LENGTH = 200
 MAX_PROVIDER_LENGTH = 100
 MAX_CONTEXT = 1_000_000_000
+# A GET without these headers cannot be answered 304/412: no need to parse them.
+_CONDITIONAL_HEADERS = frozenset(
+    ["HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE"]
+)
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class ApiError(Exception):
@@ -214,6 +218,15 @@ def _claim_refresh_slot() -> None:
 class JsonApiView(View):
     """Every answer is JSON, errors included: bad input, wrong method, hostile query strings."""
 
+    # A view that checks CSRF itself (to answer in JSON) says so here: its view function is
+    # exempted once, where ``method_decorator`` would build two wrappers on every request.
+    csrf_exempt = False
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any):
+        view = super().as_view(**initkwargs)
+        return csrf_exempt(view) if cls.csrf_exempt else view
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return super().dispatch(request, *args, **kwargs)
@@ -233,8 +246,8 @@ class JsonApiView(View):
         return response
 
 
-@method_decorator(csrf_exempt, name="dispatch")  # checked in _may_force, to answer in JSON
 class ModelsSyncView(JsonApiView):
+    csrf_exempt = True  # checked in _may_force, to answer in JSON
     http_method_names = ["get", "post", "head", "options"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
@@ -252,7 +265,7 @@ class ModelsSyncView(JsonApiView):
         )
         last_sync, last_modified, version = _catalogue_figures(catalogue)
         etag = _etag(version, request)
-        if not force:
+        if not force and not _CONDITIONAL_HEADERS.isdisjoint(request.META):
             conditional = get_conditional_response(
                 request, etag=etag, last_modified=_timestamp(catalogue.last_sync)
             )
@@ -323,8 +336,8 @@ class ModelsSyncView(JsonApiView):
 def _encode_list_body(body: dict[str, Any], models_json: bytes | None) -> bytes:
     """The JSON body, reusing the catalogue's already-encoded models when nothing was filtered."""
     if models_json is None:
-        return json.dumps(body, ensure_ascii=False).encode()
-    rest = json.dumps({k: v for k, v in body.items() if k != "models"}, ensure_ascii=False)
+        return _ENCODER.encode(body).encode()
+    rest = _ENCODER.encode({k: v for k, v in body.items() if k != "models"})
     return b'{"models": ' + models_json + b", " + rest[1:].encode()
 
 
@@ -482,9 +495,10 @@ def _model_reference(request: HttpRequest) -> tuple[str, str]:
     return model_id.strip(), source
 
 
-@method_decorator(csrf_exempt, name="dispatch")  # checked in _acting_user, to answer in JSON
 class FavoritesView(JsonApiView):
     """``GET/POST/DELETE /api/models/favorites``: the acting user's favourite models."""
+
+    csrf_exempt = True  # checked in _acting_user, to answer in JSON
 
     http_method_names = ["get", "post", "delete", "head", "options"]
 

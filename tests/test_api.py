@@ -278,6 +278,10 @@ def test_last_modified_and_304(client, synced):
     assert again.status_code == 304
 
 
+def test_if_match_with_another_etag_is_412(client, synced):
+    assert client.get(URL, HTTP_IF_MATCH='"another"').status_code == 412
+
+
 def test_etag_changes_after_a_sync(client, synced, serve):
     etag = client.get(URL)["ETag"]
     serve(2025)

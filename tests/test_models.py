@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from models_sync.models import LLMModel
+from models_sync.models import LLMModel, RecordEncoder, RecordText
 from models_sync.services import filter_app_models, load_catalogue_from_db, sync_models
 
 from .conftest import fixture_records
@@ -18,6 +20,14 @@ def catalogue_2025(serve):
 
 def _ids(qs) -> list[str]:
     return list(qs.values_list("model_id", flat=True))
+
+
+def test_record_text_is_encoded_as_it_is():
+    assert json.dumps(RecordText('{ "id" :"a/b" }'), cls=RecordEncoder) == '{ "id" :"a/b" }'
+
+
+def test_record_encoder_encodes_other_values_as_json():
+    assert json.dumps({"id": "a/b", "n": [1]}, cls=RecordEncoder) == '{"id": "a/b", "n": [1]}'
 
 
 def test_free(catalogue_2025):

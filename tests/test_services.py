@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import hashlib
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -87,6 +89,57 @@ def test_sort_key_known_providers_form_one_group():
     assert sort_key("qwen", 10, "b", "q/b") < sort_key("google", 5, "a", "g/a")
     assert sort_key("google", 5, "a", "g/a") < sort_key("nvidia", 10**6, "a", "n/a")
     assert sort_key("google", 5, "a", "g/a") < sort_key("google", 5, "b", "g/b")
+
+
+def test_sort_key_takes_the_known_providers_given():
+    known = {"nvidia"}
+    assert sort_key("nvidia", 5, "a", "n/a", known=known) < sort_key(
+        "google", 9, "a", "g/a", known=known
+    )
+
+
+def test_iso_is_utc_with_milliseconds_and_z():
+    paris = datetime(2026, 8, 19, 14, 5, 6, 123999, tzinfo=ZoneInfo("Europe/Paris"))
+    assert services.iso(paris) == "2026-08-19T12:05:06.123Z"
+
+
+def test_raw_is_the_record_as_received(serve):
+    serve(2026)
+    sync_models(trigger="cli")
+    *_offsets, record = next(openrouter.read_document(fixture_bytes(2026)).records())
+    assert LLMModel.objects.get(model_id=record["id"]).raw == record
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's jsonb reformats it")
+def test_raw_text_is_stored_verbatim_and_matches_its_hash(serve):
+    serve(2026)
+    sync_models(trigger="cli")
+    start, end, record = next(openrouter.read_document(fixture_bytes(2026)).records())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT raw, content_hash FROM models_sync_llmmodel WHERE model_id = %s", [record["id"]]
+        )
+        stored, digest = cursor.fetchone()
+    assert stored == fixture_bytes(2026).decode()[start:end]
+    assert hashlib.sha1(f"{openrouter.RULES_VERSION}\n{stored}".encode()).hexdigest() == digest
+
+
+def test_a_run_that_cannot_record_its_success_stores_no_model(serve, monkeypatch):
+    save = SyncRun.save
+
+    def save_but_not_success(run, *args, **kwargs):
+        if run.status == SyncRun.Status.SUCCESS:
+            raise DatabaseError("disk full")
+        return save(run, *args, **kwargs)
+
+    monkeypatch.setattr(SyncRun, "save", save_but_not_success)
+    serve(2026)
+    with pytest.raises(SyncFailed) as excinfo:
+        sync_models(trigger="cli")
+    assert excinfo.value.message == "writing the models failed: DatabaseError: disk full"
+    assert LLMModel.objects.count() == 0
+    assert SyncRun.objects.get().status == "failed"
+    assert not services.sync_is_running()
 
 
 def test_sync_stores_fields(serve):
