@@ -292,7 +292,19 @@ class Document:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._decoder = json.JSONDecoder(parse_constant=_reject_constant)
+        self._decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=self._float)
+        self._far = False
+        # Starts of the records holding a number with an exponent of 100 or more, or 300
+        # digits: PostgreSQL's numeric refuses some as written (1e-16384) and Python reads some
+        # as 0.0 or infinity (1e-400, 1e999), so their text is not stored as it is.
+        self.far_numbers: set[int] = set()
+
+    def _float(self, literal: str) -> float:
+        mark = literal.find("e") if "e" in literal else literal.find("E")
+        exponent = literal[mark + 1 :].lstrip("+-").lstrip("0") if mark >= 0 else ""
+        if len(exponent) >= 3 or len(literal) >= 300:
+            self._far = True
+        return float(literal)
 
     def records(self) -> Iterator[_Record]:
         """``(start, end, record)`` for each record in order; ``UpstreamError`` for a broken body,
@@ -357,7 +369,10 @@ class Document:
         if text.startswith("]", pos):
             return pos + 1
         while True:
+            self._far = False
             record, end = decode(text, pos)
+            if self._far:
+                self.far_numbers.add(pos)
             yield pos, end, record
             pos = self._skip(end)
             if text.startswith("]", pos):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import islice
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
@@ -204,17 +205,9 @@ def _sync_locked(
                 token=token,
                 force=force,
                 source=reader.name,
-                materialize=lambda entry: (
-                    entry.model or reader.parse_record(document.decode_at(entry.start)),
-                    RecordText(document.text_at(entry.start, entry.end)),
-                ),
+                materialize=partial(_materialize, document=document, reader=reader),
             )
-            run.added_count = counts.added
-            run.updated_count = counts.updated
-            run.unavailable_count = counts.unavailable
-            run.restored_count = counts.restored
-            run.changes_count = counts.changes
-            run.free_ids = sorted(e.model_id for e in entries if e.is_free)
+            _record_counts(run, counts, sorted(e.model_id for e in entries if e.is_free))
             # The models, the run's success and the lease's release commit together.
             _finish(run, clock, SyncRun.Status.SUCCESS, token=token)
     except _Refusal as exc:
@@ -224,6 +217,7 @@ def _sync_locked(
     except Exception as exc:
         logger.exception("[OpenRouter Sync] Writing the models failed; nothing was changed")
         message = f"writing the models failed: {type(exc).__name__}: {exc}"
+        _record_counts(run, _Counts(), [])  # the write was rolled back
         _finish(run, clock, SyncRun.Status.FAILED, error=message[:2000], token=token)
         raise SyncFailed(message, run=run) from exc
     invalidate_model_cache()
@@ -238,6 +232,28 @@ def _sync_locked(
         counts.restored,
     )
     return run
+
+
+def _record_counts(run: SyncRun, counts: _Counts, free_ids: list[str]) -> None:
+    run.added_count = counts.added
+    run.updated_count = counts.updated
+    run.unavailable_count = counts.unavailable
+    run.restored_count = counts.restored
+    run.changes_count = counts.changes
+    run.free_ids = free_ids
+
+
+def _materialize(
+    entry: _Entry, *, document: openrouter.Document, reader: catalogues.Catalogue
+) -> tuple[ParsedModel, RecordText | dict[str, Any]]:
+    """The entry's model, and what to store as its upstream record: the text as received,
+    unless a number in it is far out (``Document.far_numbers``; PostgreSQL's ``numeric``
+    refuses ``1e-16384`` as written): then the record as Python decoded it, with a number
+    beyond a float's range (``1e999``, infinite) as null, which JSON has."""
+    model = entry.model or reader.parse_record(document.decode_at(entry.start))
+    if entry.start not in document.far_numbers:
+        return model, RecordText(document.text_at(entry.start, entry.end))
+    return model, json.loads(json.dumps(model.raw), parse_constant=lambda _constant: None)
 
 
 def _notify(run: SyncRun) -> None:
@@ -442,7 +458,7 @@ def _apply(
     token: str,
     force: bool,
     source: str,
-    materialize: Callable[[_Entry], tuple[ParsedModel, RecordText]],
+    materialize: Callable[[_Entry], tuple[ParsedModel, RecordText | dict[str, Any]]],
 ) -> _Counts:
     now = run.started_at
     lock = SyncLock.objects.select_for_update().get(name=LOCK_NAME)
@@ -524,7 +540,7 @@ def _write_batch(
     source: str,
     shares: dict[str, float],
     counts: _Counts,
-    materialize: Callable[[_Entry], tuple[ParsedModel, RecordText]],
+    materialize: Callable[[_Entry], tuple[ParsedModel, RecordText | dict[str, Any]]],
 ) -> None:
     """Writes up to ``BATCH_SIZE`` models and their changes: a constant number of queries."""
     now = run.started_at

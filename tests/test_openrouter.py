@@ -371,3 +371,10 @@ def test_scan_passes_known_records_on_unparsed():
     assert entries[0].model is None
     assert all(entry.model is not None for entry in entries[1:])
     assert len(entries) == 414
+
+
+def test_document_marks_the_records_with_far_out_numbers():
+    body = b'[{"a": 1.5e-7}, {"a": 1e-400}, {"a": 2.0, "b": 0E+100}, {"a": 12}]'
+    document = openrouter.read_document(body)
+    starts = [start for start, _end, _record in document.records()]
+    assert document.far_numbers == {starts[1], starts[2]}

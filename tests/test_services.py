@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -140,6 +141,35 @@ def test_a_run_that_cannot_record_its_success_stores_no_model(serve, monkeypatch
     assert LLMModel.objects.count() == 0
     assert SyncRun.objects.get().status == "failed"
     assert not services.sync_is_running()
+
+
+def test_a_run_whose_write_was_rolled_back_counts_nothing(serve, monkeypatch):
+    save = SyncRun.save
+
+    def save_but_not_success(run, *args, **kwargs):
+        if run.status == SyncRun.Status.SUCCESS:
+            raise DatabaseError("disk full")
+        return save(run, *args, **kwargs)
+
+    monkeypatch.setattr(SyncRun, "save", save_but_not_success)
+    serve(2026)
+    with pytest.raises(SyncFailed):
+        sync_models(trigger="cli")
+    run = SyncRun.objects.get()
+    assert (run.added_count, run.changes_count, run.free_ids) == (0, 0, [])
+
+
+@pytest.mark.parametrize(
+    ("number", "stored"), [("1e-16384", 0.0), ("0e20000", 0.0), ("1E+999", None)]
+)
+def test_a_number_no_database_takes_as_written_is_stored_decoded(serve, number, stored):
+    record = json.dumps({**fixture_records(2026)[0], "future": 1})
+    body = '{"data": [' + record.replace('"future": 1', f'"future": {number}') + "]}"
+    serve(body=body.encode())
+    sync_models(trigger="cli")
+    serve(body=body.replace('"name": "', '"name": "New ').encode())  # and again, as an update
+    assert sync_models(trigger="cli").status == "success"
+    assert LLMModel.objects.get().raw["future"] == stored
 
 
 def test_sync_stores_fields(serve):

@@ -5,15 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    """Only the field's encoder changes: no column does, so nothing runs on the database (SQLite
+    would otherwise copy the whole table to alter it)."""
 
     dependencies = [
-        ('models_sync', '0006_health'),
+        ("models_sync", "0006_health"),
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name='llmmodel',
-            name='raw',
-            field=models.JSONField(default=dict, encoder=models_sync.models.RecordEncoder, verbose_name='upstream record'),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="llmmodel",
+                    name="raw",
+                    field=models.JSONField(
+                        default=dict,
+                        encoder=models_sync.models.RecordEncoder,
+                        verbose_name="upstream record",
+                    ),
+                ),
+            ],
         ),
     ]
