@@ -300,9 +300,8 @@ class Document:
         self.far_numbers: set[int] = set()
 
     def _float(self, literal: str) -> float:
-        mark = literal.find("e") if "e" in literal else literal.find("E")
-        exponent = literal[mark + 1 :].lstrip("+-").lstrip("0") if mark >= 0 else ""
-        if len(exponent) >= 3 or len(literal) >= 300:
+        _mantissa, _e, exponent = literal.lower().partition("e")
+        if len(exponent.lstrip("+-").lstrip("0")) >= 3 or len(literal) >= 300:
             self._far = True
         return float(literal)
 

@@ -125,7 +125,9 @@ def test_raw_text_is_stored_verbatim_and_matches_its_hash(serve):
     assert hashlib.sha1(f"{openrouter.RULES_VERSION}\n{stored}".encode()).hexdigest() == digest
 
 
-def test_a_run_that_cannot_record_its_success_stores_no_model(serve, monkeypatch):
+@pytest.fixture
+def success_unsaveable(monkeypatch):
+    """Saving a run's success fails, as a full disk would, inside the write transaction."""
     save = SyncRun.save
 
     def save_but_not_success(run, *args, **kwargs):
@@ -134,6 +136,9 @@ def test_a_run_that_cannot_record_its_success_stores_no_model(serve, monkeypatch
         return save(run, *args, **kwargs)
 
     monkeypatch.setattr(SyncRun, "save", save_but_not_success)
+
+
+def test_a_run_that_cannot_record_its_success_stores_no_model(serve, success_unsaveable):
     serve(2026)
     with pytest.raises(SyncFailed) as excinfo:
         sync_models(trigger="cli")
@@ -143,15 +148,7 @@ def test_a_run_that_cannot_record_its_success_stores_no_model(serve, monkeypatch
     assert not services.sync_is_running()
 
 
-def test_a_run_whose_write_was_rolled_back_counts_nothing(serve, monkeypatch):
-    save = SyncRun.save
-
-    def save_but_not_success(run, *args, **kwargs):
-        if run.status == SyncRun.Status.SUCCESS:
-            raise DatabaseError("disk full")
-        return save(run, *args, **kwargs)
-
-    monkeypatch.setattr(SyncRun, "save", save_but_not_success)
+def test_a_run_whose_write_was_rolled_back_counts_nothing(serve, success_unsaveable):
     serve(2026)
     with pytest.raises(SyncFailed):
         sync_models(trigger="cli")
