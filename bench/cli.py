@@ -24,7 +24,8 @@ REPEATS = 7  # best of 7 for the real fixtures, whose syncs take milliseconds
 # on the shared VM, enough to flip the 100k/10k scaling target on noise alone.
 SYNTHETIC_REPEATS = {10_000: 3, 100_000: 2}
 # --quick keeps under two minutes on a slow VM: ours best of 2 at 10 000 models, the naive
-# baseline once there (its pair of syncs takes 20-30 s, and no target reads its time there).
+# baseline once there (its pair of syncs takes 20-30 s, and no target reads its time there),
+# and no peak-memory pass there (tracemalloc slows a sync 2-3 times; the target is at 100 000).
 QUICK_REPEATS = {10_000: 2}
 QUICK_BASELINE_REPEATS = 1
 
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace, database: str) -> int:
             baseline_repeats=(
                 QUICK_BASELINE_REPEATS if args.quick and size in SYNTHETIC_SIZES else None
             ),
+            memory=not (args.quick and size in SYNTHETIC_SIZES),
         )
         ours[size] = asdict(mine)
         if theirs is not None:
@@ -157,7 +159,11 @@ def run(args: argparse.Namespace, database: str) -> int:
         f"Time: no instrument; best of {REPEATS} for the fixtures, of "
         f"{SYNTHETIC_REPEATS[10_000]} at 10 000 and {SYNTHETIC_REPEATS[100_000]} at 100 000 "
         "(ours and naive taking turns)."
-        + (" --quick: ours best of 2, the naive baseline once, at 10 000." if args.quick else "")
+        + (
+            " --quick: ours best of 2, the naive baseline once, no peak memory, at 10 000."
+            if args.quick
+            else ""
+        )
     )
     print("Peak: tracemalloc, which slows Python, so never in a timed pass.")
     print("Queries: CaptureQueriesContext (naive: a bare execute_wrapper counter, ~1 us a query).")

@@ -92,6 +92,8 @@ class ParsedModel:
     created_upstream: datetime | None
     metadata: dict[str, Any]
     raw: dict[str, Any]
+    # ``price_signature(pricing)``, worked out from the prices the parse read anyway.
+    price_signature: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -575,6 +577,7 @@ def parse_record(record: Any) -> ParsedModel:
         created_upstream=_parse_created(record.get("created")),
         metadata=metadata,
         raw=record,
+        price_signature=_signature(prices),
     )
 
 
@@ -604,6 +607,10 @@ def price_signature(pricing: Any) -> dict[str, str]:
         prices = _parse_prices(pricing)
     except RecordError:
         return {}
+    return _signature(prices)
+
+
+def _signature(prices: dict[str, Decimal]) -> dict[str, str]:
     return {k: format(v.normalize(), "f") for k, v in sorted(prices.items()) if v != 0}
 
 

@@ -47,6 +47,15 @@ def test_free_set_matches_independent_rule(year):
     assert {m.model_id for m in result.models if m.is_free} == _independent_free_ids(year)
 
 
+@pytest.mark.parametrize("year", [2024, 2025, 2026])
+def test_parsed_price_signature_is_the_one_of_the_record_pricing(year):
+    records = fixture_records(year)
+    parsed = parse_models(records).models
+    assert [m.price_signature for m in parsed] == [
+        openrouter.price_signature(r["pricing"]) for r in records
+    ]
+
+
 def _model(year: int, model_id: str) -> openrouter.ParsedModel:
     result = parse_models(parse_body(fixture_bytes(year)))
     return next(m for m in result.models if m.model_id == model_id)

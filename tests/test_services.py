@@ -92,6 +92,31 @@ def test_sort_key_known_providers_form_one_group():
     assert sort_key("google", 5, "a", "g/a") < sort_key("google", 5, "b", "g/b")
 
 
+def test_instance_sets_the_given_values_and_defaults_the_others():
+    now = timezone.now()
+    obj = services._instance(
+        LLMModel, {"id": 7, "model_id": "a/b", "first_seen_at": now, "pricing": {"prompt": "0"}}
+    )
+    assert (obj.pk, obj.model_id, obj.first_seen_at, obj.pricing) == (
+        7,
+        "a/b",
+        now,
+        {"prompt": "0"},
+    )
+    assert (obj.source, obj.input_modalities, obj.health, obj.is_available) == (
+        "openrouter",
+        [],
+        {},
+        True,
+    )
+
+
+def test_instance_defaults_are_not_shared_between_rows():
+    first, second = (services._instance(LLMModel, {}) for _ in range(2))
+    first.health["checked"] = True
+    assert second.health == {}
+
+
 def test_sort_key_takes_the_known_providers_given():
     known = {"nvidia"}
     assert sort_key("nvidia", 5, "a", "n/a", known=known) < sort_key(
