@@ -60,6 +60,7 @@ class OpenAICompatibleCatalogue:
         if isinstance(context, bool) or not isinstance(context, int) or context < 0:
             context = 0
         name = model_id.split("/")[-1]
+        pricing = {"prompt": "0", "completion": "0"}
         return ParsedModel(
             model_id=model_id,
             canonical_slug="",
@@ -71,13 +72,14 @@ class OpenAICompatibleCatalogue:
             output_modalities=["text"],
             has_vision=False,
             supported_parameters=[],
-            pricing={"prompt": "0", "completion": "0"},
+            pricing=pricing,
             is_free=True,
             non_free_reason="",
             category=openrouter.categorize(model_id, name, False, []),
             created_upstream=openrouter._parse_created(record.get("created")),
             metadata={"architecture": {}, "topProvider": None, "perRequestLimits": None},
             raw=record,
+            price_signature=openrouter.price_signature(pricing),
         )
 
 

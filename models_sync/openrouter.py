@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, getcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -93,7 +93,7 @@ class ParsedModel:
     metadata: dict[str, Any]
     raw: dict[str, Any]
     # ``price_signature(pricing)``, worked out from the prices the parse read anyway.
-    price_signature: dict[str, str] = field(default_factory=dict)
+    price_signature: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -595,6 +595,8 @@ def _parse_prices(pricing: dict[str, Any]) -> dict[str, Decimal]:
             raise RecordError(f"price {key!r} is not a number: {str(value)[:40]!r}") from exc
         if not amount.is_finite():
             raise RecordError(f"price {key!r} is not a finite number: {str(value)[:40]!r}")
+        if amount.adjusted() > getcontext().Emax:  # Decimal arithmetic on it would overflow
+            raise RecordError(f"price {key!r} is out of range: {str(value)[:40]!r}")
         prices[key] = amount
     return prices
 

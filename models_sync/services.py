@@ -358,17 +358,22 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 @cache
-def _constructor(model: type[Model]) -> tuple[tuple[str, Callable[[], Any]], ...]:
-    return tuple((f.attname, f.get_default) for f in model._meta.concrete_fields)
+def _constructor(
+    model: type[Model],
+) -> tuple[tuple[tuple[str, Callable[[], Any]], ...], frozenset[str]]:
+    fields = tuple((f.attname, f.get_default) for f in model._meta.concrete_fields)
+    return fields, frozenset(name for name, _default in fields)
 
 
 def _instance(model: type[M], values: dict[str, Any]) -> M:
     """``model(**values)`` (keyed by attname) built by position, as ``Model.from_db`` builds the
     rows a query reads: the keyword path pops each field from the kwargs and raises a KeyError
     for each one missing, which was a sixth of the cost of writing a new row."""
-    return model(
-        *[values[name] if name in values else default() for name, default in _constructor(model)]
-    )
+    fields, names = _constructor(model)
+    if not values.keys() <= names:
+        unknown = ", ".join(sorted(values.keys() - names))
+        raise TypeError(f"{model.__name__} has no field {unknown}")
+    return model(*[values[name] if name in values else default() for name, default in fields])
 
 
 def _snapshot(name: str, is_free: bool, context_length: int, prices: dict[str, str]):

@@ -119,6 +119,12 @@ CASES = [
         skipped=1,
     ),
     Case(
+        "price '1e1000000' (past Decimal's exponent range)",
+        "skipped",
+        _with({**VALID, "pricing": {"prompt": "1e1000000", "completion": "0"}}),
+        skipped=1,
+    ),
+    Case(
         "price '1e999'",
         "stored",
         _with({**VALID, "pricing": {"prompt": "1e999", "completion": "0"}}),

@@ -173,6 +173,10 @@ def test_unusable_body_raises_clear_error(body, message):
             "price 'prompt' is not a finite number: 'NaN'",
         ),
         (
+            {"id": "a/b", "pricing": {"prompt": "1e1000000", "completion": "0"}},
+            "price 'prompt' is out of range: '1e1000000'",
+        ),
+        (
             {"id": "a/b", "pricing": {"prompt": "0"}, "context_length": -1},
             "context_length -1 is out of range",
         ),

@@ -111,6 +111,12 @@ def test_instance_sets_the_given_values_and_defaults_the_others():
     )
 
 
+def test_instance_refuses_a_name_that_is_not_a_field():
+    with pytest.raises(TypeError) as excinfo:
+        services._instance(LLMModel, {"model_id": "a/b", "pk": 3, "bogus": 1})
+    assert str(excinfo.value) == "LLMModel has no field bogus, pk"
+
+
 def test_instance_defaults_are_not_shared_between_rows():
     first, second = (services._instance(LLMModel, {}) for _ in range(2))
     first.health["checked"] = True

@@ -74,7 +74,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL: readers (the API, the admin) go on reading while a sync writes, where the rollback
     # journal locks them out once the writer spills its cache; with synchronous=NORMAL a
     # commit appends to the log without an fsync (a power cut may lose the last commits, never
-    # corrupt the file), a tenth of a small sync's time.
+    # corrupt the file): a third of an unchanged sync's time. A large first fill pays for it,
+    # each page written twice (README, Benchmarks).
     DATABASES["default"]["ENGINE"] = "tetika.sqlite3"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
