@@ -15,6 +15,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from models_sync import openrouter, services
-from models_sync.models import LLMModel
+from models_sync.models import LLMModel, ModelChange, RecordText, SyncRun
+from models_sync.openrouter import ParsedModel
 
 API_URL = "https://openrouter.ai/api/v1/models"
 FIXTURES = Path(
@@ -105,12 +107,8 @@ def naive() -> None:
     """
     response = requests.get(API_URL, timeout=(5, 30))
     response.raise_for_status()
-    parsed = openrouter.parse_models(json.loads(response.content)["data"])
+    ordered = _naive_read(response.content)
     now = timezone.now()
-    ordered = sorted(
-        parsed.models,
-        key=lambda m: services.sort_key(m.author, m.context_length, m.name, m.model_id),
-    )
     with transaction.atomic():
         for rank, model in enumerate(ordered, start=1):
             values = {
@@ -124,12 +122,96 @@ def naive() -> None:
                 defaults=values,
                 create_defaults={**values, "first_seen_at": now},
             )
-        seen = {m.model_id for m in parsed.models}
+        seen = {m.model_id for m in ordered}
         for model_id in LLMModel.objects.filter(is_available=True, **_catalogue()).values_list(
             "model_id", flat=True
         ):
             if model_id not in seen:
                 LLMModel.objects.filter(**_identity(model_id)).update(is_available=False)
+
+
+def _naive_read(body: bytes) -> list[ParsedModel]:
+    """The naive loop's reading: the whole body decoded at once, validated, sorted."""
+    parsed = openrouter.parse_models(json.loads(body)["data"])
+    return sorted(
+        parsed.models,
+        key=lambda m: services.sort_key(m.author, m.context_length, m.name, m.model_id),
+    )
+
+
+@dataclass(slots=True)
+class FloorFigures:
+    """A first sync cut down to what no sync on Django's ORM can skip: the naive loop's reading,
+    then ``bulk_create`` of the very rows ours writes (models, then their ``added`` changelog
+    rows, built as ours builds them) and the commit. Everything else ours does (the run's row,
+    the lease, content hashes, availability, the checks before writing) is left out, so ours'
+    time minus this is the cost of that bookkeeping."""
+
+    read_seconds: float = 0.0
+    rows_seconds: float = 0.0  # building and inserting the model rows, and the commit
+    changelog_seconds: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.read_seconds + self.rows_seconds + self.changelog_seconds
+
+
+def bare_write(body: bytes) -> FloorFigures:
+    """One floor pass into an emptied table (see ``FloorFigures``); leaves the rows behind."""
+    document = openrouter.read_document(body)  # untimed: the record texts ours stores as raw
+    texts: dict[str, RecordText] = {}
+    for start, end, record in document.records():
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            texts.setdefault(record["id"], RecordText(document.text_at(start, end)))
+    run = SyncRun.objects.create(started_at=timezone.now(), trigger=SyncRun.Trigger.CLI)
+    gc.collect()
+    with services._cyclic_gc_paused():  # as ours: a floor is measured at its best
+        return _timed_bare_write(body, texts, run)
+
+
+def _timed_bare_write(body: bytes, texts: dict[str, RecordText], run: SyncRun) -> FloorFigures:
+    now = run.started_at
+    start = time.perf_counter()
+    ordered = _naive_read(body)
+    read_done = time.perf_counter()
+    with transaction.atomic():
+        rows = [
+            services._instance(
+                LLMModel,
+                {
+                    **services._row_values(model),
+                    "raw": texts[model.model_id],
+                    "quality_rank": rank,
+                    "source": "openrouter",
+                    "model_id": model.model_id,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                },
+            )
+            for rank, model in enumerate(ordered, start=1)
+        ]
+        LLMModel.objects.bulk_create(rows, batch_size=services.BATCH_SIZE)
+        rows_done = time.perf_counter()
+        added = [
+            services._change(
+                run,
+                row.pk,
+                row.model_id,
+                row.author,
+                ModelChange.Kind.ADDED,
+                None,
+                services._snapshot(m.name, m.is_free, m.context_length, m.price_signature),
+            )
+            for row, m in zip(rows, ordered, strict=True)
+        ]
+        ModelChange.objects.bulk_create(added, batch_size=services.BATCH_SIZE)
+        changelog_done = time.perf_counter()
+    committed = time.perf_counter()
+    return FloorFigures(
+        read_seconds=read_done - start,
+        rows_seconds=(rows_done - read_done) + (committed - changelog_done),
+        changelog_seconds=changelog_done - rows_done,
+    )
 
 
 def _catalogue() -> dict[str, str]:
@@ -152,6 +234,11 @@ class SyncFigures:
     resync_queries: int | None = None
     first_peak_mib: float | None = None
     resync_peak_mib: float | None = None
+    # ``bare_write`` beside ours (``measure(floor=True)``): the pass with the lowest total.
+    floor_seconds: float | None = None
+    floor_read_seconds: float | None = None
+    floor_rows_seconds: float | None = None
+    floor_changelog_seconds: float | None = None
 
 
 def _timed(sync: Callable[[], None]) -> float:
@@ -202,6 +289,7 @@ def measure(
     baseline: bool = True,
     baseline_repeats: int | None = None,
     memory: bool = True,
+    floor: bool = False,
 ) -> tuple[SyncFigures, SyncFigures | None]:
     """Ours and (optionally) the naive baseline on one catalogue.
 
@@ -209,15 +297,20 @@ def measure(
     pairs, ours and the baseline taking turns, so that load from other processes, which only
     ever adds time, hits both alike; the baseline takes only the first ``baseline_repeats``
     turns when given. Then ours' peak memory and its queries, each in its own pass; the
-    baseline's queries are counted in its first timed pair.
+    baseline's queries are counted in its first timed pair. With ``floor``, a ``bare_write``
+    pass follows ours in every turn.
     """
     ours_times: list[tuple[float, float]] = []
     naive_times: list[tuple[float, float]] = []
+    floors: list[FloorFigures] = []
     figures = SyncFigures()
     naive_figures = SyncFigures() if baseline else None
     with mocked_upstream(body):
         for turn in range(repeats):
             ours_times.append(_time_pair(ours))
+            if floor:
+                wipe()
+                floors.append(bare_write(body))
             if naive_figures is None or turn >= (baseline_repeats or repeats):
                 continue
             if turn:
@@ -231,6 +324,12 @@ def measure(
             naive_figures.first_queries, naive_figures.resync_queries = first[0], resync[0]
         figures.first_seconds = min(t[0] for t in ours_times)
         figures.resync_seconds = min(t[1] for t in ours_times)
+        if floors:
+            best = min(floors, key=attrgetter("seconds"))
+            figures.floor_seconds = best.seconds
+            figures.floor_read_seconds = best.read_seconds
+            figures.floor_rows_seconds = best.rows_seconds
+            figures.floor_changelog_seconds = best.changelog_seconds
         if naive_figures is not None:
             naive_figures.first_seconds = min(t[0] for t in naive_times)
             naive_figures.resync_seconds = min(t[1] for t in naive_times)

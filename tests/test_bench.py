@@ -20,7 +20,7 @@ def test_sync_read_and_report_on_a_tiny_catalogue(tmp_path):
     body = synthetic_body(50)
     assert len(json.loads(body)["data"]) == 50
 
-    ours, naive = measure(body, repeats=2)
+    ours, naive = measure(body, repeats=2, floor=True)
     assert naive is not None
     assert LLMModel.objects.count() == 0  # every measurement leaves the table empty
     assert ours.first_peak_mib and ours.first_peak_mib > 0
@@ -52,8 +52,20 @@ def test_sync_read_and_report_on_a_tiny_catalogue(tmp_path):
         body_bytes={414: len(body)},
         quick=True,
     )
-    for key in ("first_sync_ratio_414", "resync_ratio_414", "queries_per_sync_414"):
+    for key in (
+        "first_sync_ratio_414",
+        "resync_ratio_414",
+        "queries_per_sync_414",
+        "first_sync_floor_ratio_414",
+    ):
         assert isinstance(results[key], int | float)
+    assert results["ours_floor_seconds_414"] == pytest.approx(
+        results["ours_floor_read_seconds_414"]
+        + results["ours_floor_rows_seconds_414"]
+        + results["ours_floor_changelog_seconds_414"],
+        rel=1e-4,  # each figure is rounded to 6 significant digits
+    )
+    assert report.floor_line(results).startswith("Floor at 414 models")
     verdicts = {t.name: t.verdict for t in report.evaluate(results)}
     assert verdicts["memory-tier GET: 0 queries"] == "PASS"
     assert "SKIP" in verdicts.values()
@@ -75,3 +87,41 @@ def test_the_bench_never_wipes_a_database_it_was_not_made_for(tmp_path):
     finally:
         throwaway.cleanup()
     assert not throwaway.temp_dir.exists()
+
+
+def test_the_100k_target_names_what_django_alone_takes():
+    def figures(first: float, **floor: float) -> dict[str, float | None]:
+        return {
+            "first_seconds": first,
+            "resync_seconds": first / 10,
+            "first_queries": 417,
+            "resync_queries": 12,
+            "first_peak_mib": 300.0,
+            "resync_peak_mib": 100.0,
+            **floor,
+        }
+
+    read = {f"get_{n}_median_ms": 1.0 for n in ("memory", "db", "search", "floor")}
+    results = report.collect(
+        {
+            414: figures(0.15),
+            10_000: figures(4.0),
+            100_000: figures(
+                45.0,
+                floor_seconds=41.0,
+                floor_read_seconds=10.0,
+                floor_rows_seconds=22.5,
+                floor_changelog_seconds=8.5,
+            ),
+        },
+        {414: figures(0.6)},
+        {**read, "memory_get_queries": 0},
+        body_bytes={414: 1, 10_000: 1, 100_000: 1},
+        quick=False,
+    )
+    assert results["sync_100000_floor_write_seconds"] == 31.0
+    target = next(t for t in report.evaluate(results) if t.name == "100k full sync < 30 s")
+    assert target.detail == "45.0 s; bulk_create of the same rows and changelog alone: 31.0 s"
+    assert report.big_floor_line(results).startswith(
+        "Floor at 100000 models: bulk_create of the rows ours writes (22.5 s with the commit)"
+    )
