@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, database: str) -> int:
     print(
         f"Time: no instrument; best of {REPEATS} for the fixtures, of "
         f"{SYNTHETIC_REPEATS[10_000]} at 10 000 and {SYNTHETIC_REPEATS[100_000]} at 100 000 "
-        "(ours and naive taking turns)."
+        "(ours, the floor and naive taking turns)."
         + (
             " --quick: ours best of 2, the naive baseline once, no peak memory, at 10 000."
             if args.quick
