@@ -227,14 +227,13 @@ def floor_line(results: Results, size: int = TARGET_SIZE) -> str:
 def big_floor_line(results: Results) -> str:
     if "sync_100000_floor_write_seconds" not in results:
         return ""
-    get = results.__getitem__
     return (
         f"Floor at {BIG} models: bulk_create of the rows ours writes "
-        f"({get(f'floor_rows_seconds_{BIG}'):.1f} s with the commit) and of their changelog "
-        f"rows ({get(f'floor_changelog_seconds_{BIG}'):.1f} s) takes "
+        f"({results[f'floor_rows_seconds_{BIG}']:.1f} s with the commit) and of their changelog "
+        f"rows ({results[f'floor_changelog_seconds_{BIG}']:.1f} s) takes "
         f"{results['sync_100000_floor_write_seconds']:.1f} s before any reading; ours took "
         f"{results['sync_100000_seconds']:.1f} s in all. (Fetching and reading as the naive loop "
-        f"does, a json.loads of the whole body, took {get(f'floor_read_seconds_{BIG}'):.1f} s "
+        f"does, a json.loads of the whole body, took {results[f'floor_read_seconds_{BIG}']:.1f} s "
         "more; it is left out, as no sync of this size should hold the body decoded whole.)"
     )
 

@@ -517,10 +517,10 @@ def _apply(
     gone = [
         _instance(
             LLMModel,
-            {"id": row.pk, "quality_rank": row.quality_rank, "availability": shares.get(mid, 0.0)},
+            {"id": row.pk, "quality_rank": row.quality_rank, "availability": share},
         )
         for mid, row in existing.items()
-        if mid not in seen and row.availability != shares.get(mid, 0.0)
+        if mid not in seen and row.availability != (share := shares.get(mid, 0.0))
     ]
     LLMModel.objects.bulk_update(gone, ["quality_rank", "availability"], batch_size=BATCH_SIZE)
     for batch in _batched([row.pk for _mid, row in vanished], BATCH_SIZE):
