@@ -59,7 +59,7 @@ def collect(
         results[f"first_sync_ratio_{size}"] = sync[size]["first_seconds"] / figures["first_seconds"]
         results[f"resync_ratio_{size}"] = sync[size]["resync_seconds"] / figures["resync_seconds"]
         if sync[size].get("floor_seconds") is not None:
-            # Django alone: the naive loop's reading, then bulk_create of ours' rows and
+            # The naive loop's reading, then the insert of ours' rows and
             # changelog; ours' time minus this is its own bookkeeping.
             floor = sync[size]["floor_seconds"]
             results[f"first_sync_floor_ratio_{size}"] = floor / figures["first_seconds"]
@@ -116,7 +116,7 @@ def _floor_detail(results: Results, size: int = TARGET_SIZE) -> str:
         for part, label in (("read", "reading"), ("rows", "rows"), ("changelog", "changelog"))
     ]
     return (
-        f"; floor (the naive's fetch and reading, bulk_create of the same rows): "
+        f"; floor (the naive's fetch and reading, the insert of the same rows): "
         f"{results[f'first_sync_floor_ratio_{size}']:.3f} = " + " + ".join(parts)
     )
 
@@ -125,7 +125,7 @@ def _big_floor_detail(results: Results) -> str:
     if "sync_100000_floor_write_seconds" not in results:
         return ""
     return (
-        f"; bulk_create of the same rows and changelog alone: "
+        f"; the insert of the same rows and changelog alone: "
         f"{results['sync_100000_floor_write_seconds']:.1f} s"
     )
 
@@ -216,7 +216,7 @@ def floor_line(results: Results, size: int = TARGET_SIZE) -> str:
     floor, ours = results[f"floor_seconds_{size}"], results[f"ours_first_seconds_{size}"]
     return (
         f"Floor at {size} models, in the same turns: the naive's fetch and reading, then "
-        f"bulk_create of "
+        f"the insert of "
         f"the rows ours writes and of their 'added' changelog rows, committed, and nothing "
         f"else: {floor * 1000:.1f} ms, {results[f'first_sync_floor_ratio_{size}']:.3f} of "
         f"naive. Ours' own work (the run's row, the lease, content hashes, availability, the "
@@ -228,7 +228,7 @@ def big_floor_line(results: Results) -> str:
     if "sync_100000_floor_write_seconds" not in results:
         return ""
     return (
-        f"Floor at {BIG} models: bulk_create of the rows ours writes "
+        f"Floor at {BIG} models: the insert of the rows ours writes "
         f"({results[f'floor_rows_seconds_{BIG}']:.1f} s with the commit) and of their changelog "
         f"rows ({results[f'floor_changelog_seconds_{BIG}']:.1f} s) takes "
         f"{results['sync_100000_floor_write_seconds']:.1f} s before any reading; ours took "

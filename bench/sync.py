@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
-from models_sync import openrouter, services
+from models_sync import bulk, openrouter, services
 from models_sync.models import LLMModel, ModelChange, RecordText, SyncRun
 from models_sync.openrouter import ParsedModel
 
@@ -141,11 +141,12 @@ def _naive_read(body: bytes) -> list[ParsedModel]:
 
 @dataclass(slots=True)
 class FloorFigures:
-    """A first sync cut down to what no sync on Django's ORM can skip: the naive loop's fetch and
-    reading, then ``bulk_create`` of the very rows ours writes (models, then their ``added``
-    changelog rows, built as ours builds them) and the commit. Everything else ours does (the
-    run's row, the lease, content hashes, the availability query, the checks before writing,
-    a streamed walk instead of ``json.loads``) is left out: ours' time minus this is its cost."""
+    """A first sync cut down to what no sync can skip: the naive loop's fetch and reading, then
+    the insert ours uses (``bulk.insert``) of the very rows ours writes (models, then their
+    ``added`` changelog rows, built as ours builds them) and the commit. Everything else ours
+    does (the run's row, the lease, content hashes, the availability query, the checks before
+    writing, a streamed walk instead of ``json.loads``) is left out: ours' time minus this is
+    its cost."""
 
     read_seconds: float = 0.0  # the fetch (mocked), json.loads, validation, the sort
     rows_seconds: float = 0.0  # building and inserting the model rows, and the commit
@@ -182,36 +183,36 @@ def _timed_bare_write(texts: dict[str, RecordText], run: SyncRun) -> FloorFigure
     read_done = time.perf_counter()
     with transaction.atomic():
         rows = [
-            services._instance(
-                LLMModel,
-                {
-                    **services._row_values(model),
-                    "raw": texts[model.model_id],
-                    "quality_rank": rank,
-                    "availability": 1.0 if model.is_free else 0.0,  # listed free in 1 run of 1
-                    "source": "openrouter",
-                    "model_id": model.model_id,
-                    "first_seen_at": now,
-                    "last_seen_at": now,
-                },
-            )
+            {
+                **services._row_values(model),
+                "raw": texts[model.model_id],
+                "quality_rank": rank,
+                "availability": 1.0 if model.is_free else 0.0,  # listed free in 1 run of 1
+                "source": "openrouter",
+                "model_id": model.model_id,
+                "first_seen_at": now,
+                "last_seen_at": now,
+            }
             for rank, model in enumerate(ordered, start=1)
         ]
-        LLMModel.objects.bulk_create(rows, batch_size=services.BATCH_SIZE)
+        keys = []
+        for batch in services._batched(rows, services.BATCH_SIZE):
+            keys += bulk.insert(LLMModel, batch)
         rows_done = time.perf_counter()
         added = [
             services._change(
                 run,
-                row.pk,
-                row.model_id,
-                row.author,
+                pk,
+                m.model_id,
+                m.author,
                 ModelChange.Kind.ADDED,
                 None,
                 services._snapshot(m.name, m.is_free, m.context_length, m.price_signature),
             )
-            for row, m in zip(rows, ordered, strict=True)
+            for pk, m in zip(keys, ordered, strict=True)
         ]
-        ModelChange.objects.bulk_create(added, batch_size=services.BATCH_SIZE)
+        for batch in services._batched(added, services.BATCH_SIZE):
+            bulk.insert(ModelChange, batch)
         changelog_done = time.perf_counter()
     committed = time.perf_counter()
     return FloorFigures(

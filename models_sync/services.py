@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Avg, Count, FloatField, Max, Model, Q, Subquery, Value
 from django.utils import timezone
 
-from . import catalogues, conf, openrouter
+from . import bulk, catalogues, conf, openrouter
 from .models import (
     UNSTABLE_BELOW,
     Favorite,
@@ -535,27 +535,25 @@ def _apply(
         for mid, row in vanished
     ]
     for batch in _batched(removed, BATCH_SIZE):
-        ModelChange.objects.bulk_create(batch)
+        bulk.insert(ModelChange, batch)
     counts.changes += len(removed)
     return counts
 
 
 def _change(
     run: SyncRun, pk: int, model_id: str, author: str, kind: str, old: Any, new: Any = None
-) -> ModelChange:
-    return _instance(
-        ModelChange,
-        {
-            "run_id": run.pk,
-            "llm_model_id": pk,
-            "model_id": model_id,
-            "author": author[:100],
-            "kind": kind,
-            "before": old,
-            "after": new,
-            "timestamp": run.started_at,
-        },
-    )
+) -> dict[str, Any]:
+    """A ``ModelChange`` row's values, for ``bulk.insert``."""
+    return {
+        "run_id": run.pk,
+        "llm_model_id": pk,
+        "model_id": model_id,
+        "author": author[:100],
+        "kind": kind,
+        "before": old,
+        "after": new,
+        "timestamp": run.started_at,
+    }
 
 
 def _write_batch(
@@ -570,7 +568,7 @@ def _write_batch(
 ) -> None:
     """Writes up to ``BATCH_SIZE`` models and their changes: a constant number of queries."""
     now = run.started_at
-    to_create: list[tuple[LLMModel, ParsedModel]] = []
+    to_create: list[tuple[dict[str, Any], ParsedModel]] = []
     to_update: list[tuple[LLMModel, ParsedModel, _Stored]] = []
     rank_only: list[LLMModel] = []
     for entry in batch:
@@ -597,7 +595,7 @@ def _write_batch(
                 "first_seen_at": now,
                 "last_seen_at": now,
             }
-            to_create.append((_instance(LLMModel, values), model))
+            to_create.append((values, model))
         else:
             to_update.append((_instance(LLMModel, {"id": row.pk, **values}), model, row))
 
@@ -608,15 +606,15 @@ def _write_batch(
         for before in LLMModel.objects.filter(pk__in=changed).values("pk", *_ROW_FIELDS):
             stored[before["pk"]] = before
 
-    LLMModel.objects.bulk_create([obj for obj, _model in to_create])
+    created = bulk.insert(LLMModel, [values for values, _model in to_create])
     LLMModel.objects.bulk_update([obj for obj, _m, _r in to_update], SYNCED_FIELDS)
     LLMModel.objects.bulk_update(rank_only, ["quality_rank", "availability"])
 
-    changes: list[ModelChange] = []
-    for obj, model in to_create:
+    changes: list[dict[str, Any]] = []
+    for (_values, model), pk in zip(to_create, created, strict=True):
         snap = _snapshot(model.name, model.is_free, model.context_length, model.price_signature)
         changes.append(
-            _change(run, obj.pk, obj.model_id, obj.author, ModelChange.Kind.ADDED, None, snap)
+            _change(run, pk, model.model_id, model.author, ModelChange.Kind.ADDED, None, snap)
         )
     for obj, model, row in to_update:
         counts.restored += not row.is_available
@@ -642,7 +640,7 @@ def _write_batch(
             changes.append(
                 _change(run, obj.pk, model.model_id, model.author, kind, {"isFree": row.is_free})
             )
-    ModelChange.objects.bulk_create(changes)
+    bulk.insert(ModelChange, changes)
     counts.added += len(to_create)
     counts.changes += len(changes)
 

@@ -126,9 +126,9 @@ def test_the_100k_target_names_what_django_alone_takes():
     )
     assert results["sync_100000_floor_write_seconds"] == 31.0
     target = next(t for t in report.evaluate(results) if t.name == "100k full sync < 30 s")
-    assert target.detail == "45.0 s; bulk_create of the same rows and changelog alone: 31.0 s"
+    assert target.detail == "45.0 s; the insert of the same rows and changelog alone: 31.0 s"
     assert report.big_floor_line(results).startswith(
-        "Floor at 100000 models: bulk_create of the rows ours writes (22.5 s with the commit)"
+        "Floor at 100000 models: the insert of the rows ours writes (22.5 s with the commit)"
     )
 
 

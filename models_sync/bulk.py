@@ -1,0 +1,124 @@
+"""``insert``: ``bulk_create`` for new rows, without the query compiler's work for each value.
+
+Of a first sync of 100 000 models, ``bulk_create`` took about half: for each of the 2.6 million
+values its compiler calls ``pre_save``, checks for an expression, converts the value and builds
+a placeholder, and each row was first built as a model instance. ``insert`` takes the rows as
+column values, converts each column with the field's own ``get_db_prep_save`` (once for a run
+of the same object, such as the sync's time in every row) and sends the statements
+``bulk_create`` sends: the same batches, the same ``INSERT ... RETURNING`` of the primary key.
+Measured on 100 000 rows of ``LLMModel``, instances already built: 12.0 s against 22.3 s.
+
+Where that shortcut could store something else, ``insert`` builds the instances and calls
+``bulk_create``: a model with a parent, a generated or database-default column, a field with
+its own ``pre_save`` or placeholder, a row that sets the primary key, a value that is an
+expression, or a backend that cannot return the keys of a multi-row insert. Like
+``bulk_create``, it sends no signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from itertools import chain
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import AutoField, DateField, Field, Model
+
+
+def insert(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Inserts ``rows`` as new rows of ``model`` and returns their primary keys, in order.
+
+    A row maps attnames (``run_id``, not ``run``) to values; a field it leaves out takes its
+    default, as in ``model(**row)``."""
+    if not rows:
+        return []
+    known = _names(model)
+    if unknown := set().union(*rows) - known:
+        raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    fields = _plain_fields(model)
+    if (
+        fields is None
+        or not connection.features.can_return_rows_from_bulk_insert
+        or any(row.get(model._meta.pk.attname) is not None for row in rows)
+    ):
+        return _bulk_create(model, rows, alias)
+    columns = []
+    for field in fields:
+        values = _column(rows, field)
+        if any(hasattr(kind, "resolve_expression") for kind in set(map(type, values))):
+            return _bulk_create(model, rows, alias)
+        columns.append(_prepared(values, field, connection))
+
+    ops, opts = connection.ops, model._meta
+    size = max(ops.bulk_batch_size(fields, rows), 1)
+    head = "{} {} ({})".format(
+        ops.insert_statement(),
+        ops.quote_name(opts.db_table),
+        ", ".join(ops.quote_name(field.column) for field in fields),
+    )
+    returning, returning_params = ops.return_insert_columns([opts.pk])
+    placeholders = ["%s"] * len(fields)
+    keys: list[Any] = []
+    with transaction.atomic(using=alias, savepoint=False), connection.cursor() as cursor:
+        for start in range(0, len(rows), size):
+            count = min(size, len(rows) - start)
+            values_sql = ops.bulk_insert_sql(fields, [placeholders] * count)
+            batch = zip(*(column[start : start + size] for column in columns), strict=True)
+            params = [*chain.from_iterable(batch), *returning_params]
+            cursor.execute(f"{head} {values_sql} {returning}", params)
+            returned = ops.fetch_returned_insert_rows(cursor)
+            if len(returned) != count:
+                raise RuntimeError(f"{count} rows inserted, {len(returned)} keys returned")
+            keys.extend(key for (key,) in returned)
+    return keys
+
+
+def _bulk_create(model: type[Model], rows: Sequence[Mapping[str, Any]], alias: str) -> list[Any]:
+    objs = [model(**row) for row in rows]
+    model._default_manager.using(alias).bulk_create(objs)
+    return [obj.pk for obj in objs]
+
+
+def _column(rows: Sequence[Mapping[str, Any]], field: Field) -> list[Any]:
+    name = field.attname
+    try:
+        return [row[name] for row in rows]
+    except KeyError:
+        default = field.get_default
+        return [row[name] if name in row else default() for row in rows]
+
+
+@cache
+def _names(model: type[Model]) -> frozenset[str]:
+    return frozenset(field.attname for field in model._meta.concrete_fields)
+
+
+@cache
+def _plain_fields(model: type[Model]) -> list[Field] | None:
+    """The columns ``bulk_create`` would insert for rows without a key, or None when ``insert``
+    cannot send exactly what it would."""
+    opts = model._meta
+    if opts.parents or not isinstance(opts.pk, AutoField) or opts.db_returning_fields != [opts.pk]:
+        return None
+    fields = [f for f in opts.concrete_fields if f is not opts.pk]
+    for field in fields:
+        own_pre_save = type(field).pre_save is not Field.pre_save and not (
+            isinstance(field, DateField) and not field.auto_now and not field.auto_now_add
+        )
+        if field.generated or own_pre_save or hasattr(field, "get_placeholder"):
+            return None
+    return fields
+
+
+def _prepared(values: list[object], field: Field, connection) -> list[object]:
+    prepare = field.get_db_prep_save
+    prepared = []
+    last = last_prepared = object()
+    for value in values:
+        if value is not last:
+            last, last_prepared = value, prepare(value, connection)
+        prepared.append(last_prepared)
+    return prepared

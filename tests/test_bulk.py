@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.db.models import QuerySet
+from django.db.models.functions import Now
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from models_sync import bulk, services
+from models_sync.models import LLMModel, ModelChange, RecordText, SyncRun, WebhookDelivery
+from models_sync.openrouter import parse_models
+
+from .conftest import fixture_records
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 12, 3, 17, 30, 5, 123456, tzinfo=UTC)
+
+
+def new_rows(year: int = 2026) -> list[dict[str, Any]]:
+    """New rows' values as a first sync builds them, from a real OpenRouter answer."""
+    records = {record["id"]: record for record in fixture_records(year)}
+    return [
+        {
+            **services._row_values(model),
+            "raw": RecordText(json.dumps(records[model.model_id])),
+            "quality_rank": rank,
+            "availability": 1.0 if model.is_free else 0.0,
+            "source": "openrouter",
+            "model_id": model.model_id,
+            "first_seen_at": NOW,
+            "last_seen_at": NOW,
+        }
+        for rank, model in enumerate(parse_models(list(records.values())).models, start=1)
+    ]
+
+
+def instances(model: type, rows: list[dict[str, Any]]) -> list:
+    return [model(**row) for row in rows]
+
+
+def stored(model: type) -> list[tuple]:
+    """Every column but the key, as the database holds it (no field converts it back)."""
+    columns = [f.column for f in model._meta.concrete_fields if not f.primary_key]
+    table, pk = model._meta.db_table, model._meta.pk.column
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(map(quote, columns))} FROM {quote(table)} ORDER BY {quote(pk)}"
+        )
+        return cursor.fetchall()
+
+
+@pytest.mark.parametrize("year", [2024, 2025, 2026])
+def test_insert_stores_what_bulk_create_stores(year):
+    LLMModel.objects.bulk_create(instances(LLMModel, new_rows(year)))
+    expected = stored(LLMModel)
+    LLMModel.objects.all().delete()
+
+    bulk.insert(LLMModel, new_rows(year))
+
+    assert stored(LLMModel) == expected
+
+
+def test_insert_stores_changelog_rows_as_bulk_create_does():
+    rows = new_rows()
+    keys = bulk.insert(LLMModel, rows)
+    run = SyncRun.objects.create(started_at=NOW, trigger=SyncRun.Trigger.CLI)
+
+    def changes() -> list[dict[str, Any]]:
+        return [
+            services._change(run, pk, row["model_id"], row["author"], kind, before, after)
+            for pk, row in zip(keys, rows, strict=True)
+            for kind, before, after in [
+                (ModelChange.Kind.ADDED, None, {"name": row["name"], "isFree": row["is_free"]}),
+                (ModelChange.Kind.PRICING_CHANGED, {"prompt": "0"}, {"prompt": "0.0001"}),
+            ]
+        ]
+
+    ModelChange.objects.bulk_create(instances(ModelChange, changes()))
+    expected = stored(ModelChange)
+    ModelChange.objects.all().delete()
+
+    bulk.insert(ModelChange, changes())
+
+    assert stored(ModelChange) == expected
+
+
+def test_insert_returns_the_keys_in_order():
+    rows = new_rows()
+
+    keys = bulk.insert(LLMModel, rows)
+
+    assert keys == list(LLMModel.objects.order_by("pk").values_list("pk", flat=True))
+    assert dict(zip((row["model_id"] for row in rows), keys, strict=True)) == dict(
+        LLMModel.objects.values_list("model_id", "pk")
+    )
+
+
+def test_a_field_left_out_takes_its_default():
+    row = new_rows()[0]
+    del row["category"]  # and "health", which a sync never sets
+
+    (key,) = bulk.insert(LLMModel, [row])
+
+    stored_row = LLMModel.objects.get(pk=key)
+    assert (stored_row.health, stored_row.category) == ({}, "general")
+
+
+def test_an_unknown_field_is_refused():
+    rows = new_rows()
+    rows[3]["colour"] = "blue"
+
+    with pytest.raises(TypeError) as refused:
+        bulk.insert(LLMModel, rows)
+
+    assert str(refused.value) == "LLMModel has no field colour"
+    assert not LLMModel.objects.exists()
+
+
+def test_insert_sends_the_queries_bulk_create_sends():
+    with CaptureQueriesContext(connection) as expected:
+        LLMModel.objects.bulk_create(instances(LLMModel, new_rows()))
+    LLMModel.objects.all().delete()
+
+    with CaptureQueriesContext(connection) as sent:
+        bulk.insert(LLMModel, new_rows())
+
+    assert len(sent) == len(expected)
+
+
+def test_insert_of_no_rows_sends_no_query(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert bulk.insert(LLMModel, []) == []
+
+
+def test_the_sync_tables_take_the_short_path():
+    rows = new_rows()
+    with mock.patch.object(QuerySet, "bulk_create") as bulk_create:
+        keys = bulk.insert(LLMModel, rows)
+        run = SyncRun.objects.create(started_at=timezone.now(), trigger=SyncRun.Trigger.CLI)
+        bulk.insert(
+            ModelChange,
+            [
+                services._change(run, pk, row["model_id"], row["author"], "added", None)
+                for pk, row in zip(keys, rows, strict=True)
+            ],
+        )
+
+    assert bulk_create.call_count == 0
+    assert LLMModel.objects.count() == len(rows)
+    assert ModelChange.objects.count() == len(rows)
+
+
+def test_an_expression_goes_through_bulk_create():
+    (key,) = bulk.insert(SyncRun, [{"started_at": Now(), "trigger": SyncRun.Trigger.CLI}])
+
+    run = SyncRun.objects.get(pk=key)
+    assert abs(run.started_at - timezone.now()) < timedelta(minutes=1)
+
+
+def test_a_field_with_its_own_pre_save_goes_through_bulk_create():
+    run = SyncRun.objects.create(started_at=timezone.now(), trigger=SyncRun.Trigger.CLI)
+    (key,) = bulk.insert(WebhookDelivery, [{"run_id": run.pk, "url": "https://example.com/hook"}])
+
+    assert WebhookDelivery.objects.get(pk=key).created_at is not None
+
+
+def test_a_row_with_a_key_goes_through_bulk_create():
+    row = new_rows()[0] | {"id": 4242}
+
+    assert bulk.insert(LLMModel, [row]) == [4242]
+
+    assert LLMModel.objects.get(pk=4242).model_id == row["model_id"]
