@@ -71,7 +71,16 @@ def collect(
         big = sync[BIG]
         results["sync_100000_seconds"] = big["first_seconds"]
         results["sync_100000_peak_mib"] = max(big["first_peak_mib"], big["resync_peak_mib"])
-        results["scaling_100000_over_10000"] = big["first_seconds"] / sync[MID]["first_seconds"]
+        # The 10 000 figure of the table was timed minutes before, and the VM's speed moves
+        # by up to 1.5x in that time; the target compares the 10 000-model passes timed in the
+        # same turns as the 100 000-model ones, when there are some.
+        mid = big.get("paired_first_seconds") or sync[MID]["first_seconds"]
+        results["scaling_100000_over_10000"] = big["first_seconds"] / mid
+        results["scaling_unpaired_100000_over_10000"] = (
+            big["first_seconds"] / sync[MID]["first_seconds"]
+        )
+        if big.get("paired_first_seconds") is not None:
+            results["sync_10000_paired_seconds"] = big["paired_first_seconds"]
         if big.get("floor_seconds") is not None:
             # The naive's reading decodes the whole 156 MiB body at once, which no sync of this
             # size should do (peak memory): only the write is a floor here.
@@ -130,6 +139,17 @@ def _big_floor_detail(results: Results) -> str:
     )
 
 
+def _scaling_detail(results: Results) -> str:
+    scaling = results["scaling_100000_over_10000"]
+    if "sync_10000_paired_seconds" not in results:
+        return f"x {scaling:.2f}"
+    return (
+        f"x {scaling:.2f} ({results['sync_100000_seconds']:.1f} s / "
+        f"{results['sync_10000_paired_seconds']:.2f} s at {MID} in the same turns; "
+        f"x {results['scaling_unpaired_100000_over_10000']:.2f} against the table's {MID})"
+    )
+
+
 def evaluate(results: Results) -> list[Target]:
     targets = [
         Target(
@@ -153,7 +173,7 @@ def evaluate(results: Results) -> list[Target]:
                 f"{seconds:.1f} s" + _big_floor_detail(results),
             ),
             Target("100k peak < 512 MiB", peak < 512, f"{peak:.0f} MiB (tracemalloc)"),
-            Target("100k time ≤ 12 x 10k time", scaling <= 12, f"x {scaling:.2f}"),
+            Target("100k time ≤ 12 x 10k time", scaling <= 12, _scaling_detail(results)),
         ]
     else:
         for name in ("100k full sync < 30 s", "100k peak < 512 MiB", "100k time ≤ 12 x 10k time"):

@@ -248,6 +248,9 @@ class SyncFigures:
     floor_read_seconds: float | None = None
     floor_rows_seconds: float | None = None
     floor_changelog_seconds: float | None = None
+    # ``measure(paired=...)``: ours' best first sync of a smaller catalogue, timed in the same
+    # turns, so that a ratio of the two sizes compares passes of the same phase of the VM.
+    paired_first_seconds: float | None = None
 
 
 def _timed(sync: Callable[[], None]) -> float:
@@ -299,6 +302,7 @@ def measure(
     baseline_repeats: int | None = None,
     memory: bool = True,
     floor: bool = False,
+    paired: bytes | None = None,
 ) -> tuple[SyncFigures, SyncFigures | None]:
     """Ours and (optionally) the naive baseline on one catalogue.
 
@@ -307,21 +311,27 @@ def measure(
     ever adds time, hits both alike; the baseline takes only the first ``baseline_repeats``
     turns when given. Then ours' peak memory and its queries, each in its own pass; the
     baseline's queries are counted in its first timed pair. With ``floor``, a ``bare_write``
-    pass follows ours in every turn.
+    pass follows ours in every turn; with ``paired``, so does a first sync of that catalogue.
     """
     ours_times: list[tuple[float, float]] = []
     naive_times: list[tuple[float, float]] = []
     floors: list[FloorFigures] = []
+    paired_times: list[float] = []
     figures = SyncFigures()
     naive_figures = SyncFigures() if baseline else None
-    with mocked_upstream(body):
-        for turn in range(repeats):
+    for turn in range(repeats):
+        with mocked_upstream(body):
             ours_times.append(_time_pair(ours))
             if floor:
                 wipe()
                 floors.append(bare_write(body))
-            if naive_figures is None or turn >= (baseline_repeats or repeats):
-                continue
+        if paired is not None:
+            with mocked_upstream(paired):
+                wipe()
+                paired_times.append(_timed(ours))
+        if naive_figures is None or turn >= (baseline_repeats or repeats):
+            continue
+        with mocked_upstream(body):
             if turn:
                 naive_times.append(_time_pair(naive))
                 continue
@@ -331,17 +341,20 @@ def measure(
             with _counting_queries() as resync:
                 naive_times.append((first_seconds, _timed(naive)))
             naive_figures.first_queries, naive_figures.resync_queries = first[0], resync[0]
-        figures.first_seconds = min(t[0] for t in ours_times)
-        figures.resync_seconds = min(t[1] for t in ours_times)
-        if floors:
-            best = min(floors, key=attrgetter("seconds"))
-            figures.floor_seconds = best.seconds
-            figures.floor_read_seconds = best.read_seconds
-            figures.floor_rows_seconds = best.rows_seconds
-            figures.floor_changelog_seconds = best.changelog_seconds
-        if naive_figures is not None:
-            naive_figures.first_seconds = min(t[0] for t in naive_times)
-            naive_figures.resync_seconds = min(t[1] for t in naive_times)
+    figures.first_seconds = min(t[0] for t in ours_times)
+    figures.resync_seconds = min(t[1] for t in ours_times)
+    if paired_times:
+        figures.paired_first_seconds = min(paired_times)
+    if floors:
+        best = min(floors, key=attrgetter("seconds"))
+        figures.floor_seconds = best.seconds
+        figures.floor_read_seconds = best.read_seconds
+        figures.floor_rows_seconds = best.rows_seconds
+        figures.floor_changelog_seconds = best.changelog_seconds
+    if naive_figures is not None:
+        naive_figures.first_seconds = min(t[0] for t in naive_times)
+        naive_figures.resync_seconds = min(t[1] for t in naive_times)
+    with mocked_upstream(body):
         if memory:
             wipe()
             figures.first_peak_mib = _peak_mib(ours)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from unittest import mock
 
 import pytest
 
@@ -129,6 +130,52 @@ def test_the_100k_target_names_what_django_alone_takes():
     assert target.detail == "45.0 s; the insert of the same rows and changelog alone: 31.0 s"
     assert report.big_floor_line(results).startswith(
         "Floor at 100000 models: the insert of the rows ours writes (22.5 s with the commit)"
+    )
+
+
+def test_a_paired_catalogue_is_synced_in_every_turn():
+    calls = []
+    with mock.patch("bench.sync.ours", side_effect=lambda: calls.append(LLMModel.objects.count())):
+        figures, naive = measure(
+            synthetic_body(30), repeats=2, baseline=False, memory=False, paired=synthetic_body(5)
+        )
+
+    assert naive is None
+    assert figures.paired_first_seconds is not None
+    # Each turn: ours' first sync and resync, then the paired first sync into an emptied table;
+    # then the two counted passes.
+    assert len(calls) == 2 * 3 + 2
+
+
+def test_the_scaling_target_compares_passes_of_the_same_turns():
+    def figures(first: float, **more: float) -> dict[str, float | None]:
+        return {
+            "first_seconds": first,
+            "resync_seconds": first / 10,
+            "first_queries": 417,
+            "resync_queries": 12,
+            "first_peak_mib": 300.0,
+            "resync_peak_mib": 100.0,
+            **more,
+        }
+
+    read = {f"get_{n}_median_ms": 1.0 for n in ("memory", "db", "search", "floor")}
+    results = report.collect(
+        {
+            414: figures(0.15),
+            10_000: figures(2.0),
+            100_000: figures(33.0, paired_first_seconds=3.0),
+        },
+        {414: figures(0.6)},
+        {**read, "memory_get_queries": 0},
+        body_bytes={414: 1, 10_000: 1, 100_000: 1},
+        quick=False,
+    )
+
+    target = next(t for t in report.evaluate(results) if t.name == "100k time ≤ 12 x 10k time")
+    assert (results["scaling_100000_over_10000"], target.verdict) == (11.0, "PASS")
+    assert target.detail == (
+        "x 11.00 (33.0 s / 3.00 s at 10000 in the same turns; x 16.50 against the table's 10000)"
     )
 
 
