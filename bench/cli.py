@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, database: str) -> int:
             ),
             memory=not (args.quick and size in SYNTHETIC_SIZES),
             floor=size in FLOOR_SIZES,
-            # The scaling target's 10 000 models, timed in the same turns as the 100 000.
+            # 10 000 models timed in the same turns as the 100 000, beside the scaling target.
             paired=catalogue_body(10_000) if size == 100_000 else None,
         )
         ours[size] = asdict(mine)
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace, database: str) -> int:
         f"Time: no instrument; best of {REPEATS} for the fixtures, of "
         f"{SYNTHETIC_REPEATS[10_000]} at 10 000 and {SYNTHETIC_REPEATS[100_000]} at 100 000 "
         "(ours, the floor and naive taking turns; each 100 000 turn also times a first sync of "
-        "10 000, for the scaling target)."
+        "10 000, shown beside the scaling target)."
         + (
             " --quick: ours best of 2, the naive baseline once, no peak memory, at 10 000."
             if args.quick

@@ -71,16 +71,15 @@ def collect(
         big = sync[BIG]
         results["sync_100000_seconds"] = big["first_seconds"]
         results["sync_100000_peak_mib"] = max(big["first_peak_mib"], big["resync_peak_mib"])
-        # The 10 000 figure of the table was timed minutes before, and the VM's speed moves
-        # by up to 1.5x in that time; the target compares the 10 000-model passes timed in the
-        # same turns as the 100 000-model ones, when there are some.
-        mid = big.get("paired_first_seconds") or sync[MID]["first_seconds"]
-        results["scaling_100000_over_10000"] = big["first_seconds"] / mid
-        results["scaling_unpaired_100000_over_10000"] = (
-            big["first_seconds"] / sync[MID]["first_seconds"]
-        )
+        results["scaling_100000_over_10000"] = big["first_seconds"] / sync[MID]["first_seconds"]
         if big.get("paired_first_seconds") is not None:
+            # The table's 10 000 figure was timed minutes before the 100 000 one, and the VM's
+            # speed can move by half in that time: a diagnostic beside the target, not the
+            # target, as these passes follow the 100 000-model work into the same file.
             results["sync_10000_paired_seconds"] = big["paired_first_seconds"]
+            results["scaling_paired_100000_over_10000"] = (
+                big["first_seconds"] / big["paired_first_seconds"]
+            )
         if big.get("floor_seconds") is not None:
             # The naive's reading decodes the whole 156 MiB body at once, which no sync of this
             # size should do (peak memory): only the write is a floor here.
@@ -144,9 +143,8 @@ def _scaling_detail(results: Results) -> str:
     if "sync_10000_paired_seconds" not in results:
         return f"x {scaling:.2f}"
     return (
-        f"x {scaling:.2f} ({results['sync_100000_seconds']:.1f} s / "
-        f"{results['sync_10000_paired_seconds']:.2f} s at {MID} in the same turns; "
-        f"x {results['scaling_unpaired_100000_over_10000']:.2f} against the table's {MID})"
+        f"x {scaling:.2f} (x {results['scaling_paired_100000_over_10000']:.2f} against "
+        f"{results['sync_10000_paired_seconds']:.2f} s at {MID} timed in the same turns)"
     )
 
 

@@ -6,10 +6,11 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import connection, models
 from django.db.models import QuerySet
 from django.db.models.functions import Now
-from django.test.utils import CaptureQueriesContext
+from django.db.models.query_utils import DeferredAttribute
+from django.test.utils import CaptureQueriesContext, isolate_apps
 from django.utils import timezone
 
 from models_sync import bulk, services
@@ -124,15 +125,21 @@ def test_an_unknown_field_is_refused():
     assert not LLMModel.objects.exists()
 
 
-def test_insert_sends_the_queries_bulk_create_sends():
+@pytest.mark.parametrize("batch", [7, None])  # small batches, and the backend's own size
+def test_insert_sends_the_statements_bulk_create_sends(batch, monkeypatch):
+    if batch:
+        monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: batch)
     with CaptureQueriesContext(connection) as expected:
         LLMModel.objects.bulk_create(instances(LLMModel, new_rows()))
+    rows = stored(LLMModel)
     LLMModel.objects.all().delete()
 
     with CaptureQueriesContext(connection) as sent:
-        bulk.insert(LLMModel, new_rows())
+        keys = bulk.insert(LLMModel, new_rows())
 
-    assert len(sent) == len(expected)
+    assert [q["sql"] for q in sent] == [q["sql"] for q in expected]
+    assert stored(LLMModel) == rows
+    assert keys == list(LLMModel.objects.order_by("pk").values_list("pk", flat=True))
 
 
 def test_insert_of_no_rows_sends_no_query(django_assert_num_queries):
@@ -170,6 +177,49 @@ def test_a_field_with_its_own_pre_save_goes_through_bulk_create():
     (key,) = bulk.insert(WebhookDelivery, [{"run_id": run.pk, "url": "https://example.com/hook"}])
 
     assert WebhookDelivery.objects.get(pk=key).created_at is not None
+
+
+class StampField(models.DateTimeField):
+    def pre_save(self, model_instance, add):
+        return timezone.now()
+
+
+class UpperDescriptor(DeferredAttribute):
+    def __set__(self, instance, value):
+        instance.__dict__[self.field.attname] = value.upper()
+
+
+class UpperField(models.CharField):
+    descriptor_class = UpperDescriptor
+
+
+@isolate_apps("models_sync")
+def test_fields_that_change_a_value_on_the_way_in_go_through_bulk_create():
+    class Stamped(models.Model):  # noqa: DJ008 (never shown)
+        stamp = StampField(null=True)
+
+        class Meta:
+            app_label = "models_sync"
+
+    class Shouting(models.Model):  # noqa: DJ008 (never shown)
+        word = UpperField(max_length=10)
+
+        class Meta:
+            app_label = "models_sync"
+
+    class KeyOnly(models.Model):  # noqa: DJ008 (never shown)
+        class Meta:
+            app_label = "models_sync"
+
+    class Plain(models.Model):  # noqa: DJ008 (never shown)
+        when = models.DateTimeField()
+        run = models.ForeignKey(SyncRun, on_delete=models.CASCADE)
+
+        class Meta:
+            app_label = "models_sync"
+
+    assert [bulk._plain_fields(m) for m in (Stamped, Shouting, KeyOnly)] == [None, None, None]
+    assert [f.name for f in bulk._plain_fields(Plain)] == ["when", "run"]
 
 
 def test_a_row_with_a_key_goes_through_bulk_create():
