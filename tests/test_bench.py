@@ -100,35 +100,41 @@ def test_the_bench_never_wipes_a_database_it_was_not_made_for(tmp_path):
     assert not throwaway.temp_dir.exists()
 
 
-def test_the_100k_target_names_what_django_alone_takes():
-    def figures(first: float, **floor: float) -> dict[str, float | None]:
-        return {
-            "first_seconds": first,
-            "resync_seconds": first / 10,
-            "first_queries": 417,
-            "resync_queries": 12,
-            "first_peak_mib": 300.0,
-            "resync_peak_mib": 100.0,
-            **floor,
-        }
+def figures(first: float, **more: float) -> dict[str, float | None]:
+    """One size's figures for ``report.collect``, with ``first`` seconds for a first sync."""
+    return {
+        "first_seconds": first,
+        "resync_seconds": first / 10,
+        "first_queries": 417,
+        "resync_queries": 12,
+        "first_peak_mib": 300.0,
+        "resync_peak_mib": 100.0,
+        **more,
+    }
 
+
+def full_results(mid: float, big: dict[str, float | None]) -> dict:
+    """What a full run reports, with made-up times: 414 at 0.15 s against a naive 0.6 s."""
     read = {f"get_{n}_median_ms": 1.0 for n in ("memory", "db", "search", "floor")}
-    results = report.collect(
-        {
-            414: figures(0.15),
-            10_000: figures(4.0),
-            100_000: figures(
-                45.0,
-                floor_seconds=41.0,
-                floor_read_seconds=10.0,
-                floor_rows_seconds=22.5,
-                floor_changelog_seconds=8.5,
-            ),
-        },
+    return report.collect(
+        {414: figures(0.15), 10_000: figures(mid), 100_000: big},
         {414: figures(0.6)},
         {**read, "memory_get_queries": 0},
         body_bytes={414: 1, 10_000: 1, 100_000: 1},
         quick=False,
+    )
+
+
+def test_the_100k_target_names_what_the_insert_alone_takes():
+    results = full_results(
+        4.0,
+        figures(
+            45.0,
+            floor_seconds=41.0,
+            floor_read_seconds=10.0,
+            floor_rows_seconds=22.5,
+            floor_changelog_seconds=8.5,
+        ),
     )
     assert results["sync_100000_floor_write_seconds"] == 31.0
     target = next(t for t in report.evaluate(results) if t.name == "100k full sync < 30 s")
@@ -160,29 +166,7 @@ def test_a_paired_catalogue_is_synced_in_every_turn():
 
 
 def test_the_scaling_target_shows_the_passes_of_the_same_turns_beside_it():
-    def figures(first: float, **more: float) -> dict[str, float | None]:
-        return {
-            "first_seconds": first,
-            "resync_seconds": first / 10,
-            "first_queries": 417,
-            "resync_queries": 12,
-            "first_peak_mib": 300.0,
-            "resync_peak_mib": 100.0,
-            **more,
-        }
-
-    read = {f"get_{n}_median_ms": 1.0 for n in ("memory", "db", "search", "floor")}
-    results = report.collect(
-        {
-            414: figures(0.15),
-            10_000: figures(2.0),
-            100_000: figures(33.0, paired_first_seconds=3.0),
-        },
-        {414: figures(0.6)},
-        {**read, "memory_get_queries": 0},
-        body_bytes={414: 1, 10_000: 1, 100_000: 1},
-        quick=False,
-    )
+    results = full_results(2.0, figures(33.0, paired_first_seconds=3.0))
 
     target = next(t for t in report.evaluate(results) if t.name == "100k time ≤ 12 x 10k time")
     assert (results["scaling_100000_over_10000"], target.verdict) == (16.5, "MISS")
