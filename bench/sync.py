@@ -12,9 +12,9 @@ import json
 import os
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -242,15 +242,12 @@ class SyncFigures:
     resync_queries: int | None = None
     first_peak_mib: float | None = None
     resync_peak_mib: float | None = None
-    # ``bare_write`` beside ours (``measure(floor=True)``): the pass with the lowest total; not
+    # ``bare_write`` beside ours (``Plan(floor=True)``): the pass with the lowest total; not
     # ours' figures, but kept here so that they come from the same turns.
     floor_seconds: float | None = None
     floor_read_seconds: float | None = None
     floor_rows_seconds: float | None = None
     floor_changelog_seconds: float | None = None
-    # ``measure(paired=...)``: ours' best first sync of a smaller catalogue, timed in the same
-    # turns, so that a ratio of the two sizes compares passes of the same phase of the VM.
-    paired_first_seconds: float | None = None
 
 
 def _timed(sync: Callable[[], None]) -> float:
@@ -294,68 +291,99 @@ def _time_pair(sync: Callable[[], None]) -> tuple[float, float]:
     return _timed(sync), _timed(sync)
 
 
-def measure(
-    body: bytes,
-    *,
-    repeats: int = 1,
-    baseline: bool = True,
-    baseline_repeats: int | None = None,
-    memory: bool = True,
-    floor: bool = False,
-    paired: bytes | None = None,
-) -> tuple[SyncFigures, SyncFigures | None]:
-    """Ours and (optionally) the naive baseline on one catalogue.
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to measure on one catalogue: ``repeats`` turns of ours, the naive baseline in the
+    first ``baseline_repeats`` of them (all when None), a ``bare_write`` floor in each with
+    ``floor``; after the turns, a peak-memory pass with ``memory``, and the query counts."""
 
-    Times are the best of ``repeats`` (first sync into an emptied table, unchanged resync)
-    pairs, ours and the baseline taking turns, so that load from other processes, which only
-    ever adds time, hits both alike; the baseline takes only the first ``baseline_repeats``
-    turns when given. Then ours' peak memory and its queries, each in its own pass; the
-    baseline's queries are counted in its first timed pair. With ``floor``, a ``bare_write``
-    pass follows ours in every turn; with ``paired``, so does a first sync of that catalogue.
+    body: bytes
+    repeats: int = 1
+    baseline: bool = True
+    baseline_repeats: int | None = None
+    memory: bool = True
+    floor: bool = False
+
+
+@dataclass(slots=True)
+class _Passes:
+    plan: Plan
+    ours: list[tuple[float, float]] = field(default_factory=list)
+    naive: list[tuple[float, float]] = field(default_factory=list)
+    naive_queries: tuple[int, int] | None = None
+    floors: list[FloorFigures] = field(default_factory=list)
+
+
+def measure(body: bytes, **plan: Any) -> tuple[SyncFigures, SyncFigures | None]:
+    """Ours and (optionally) the naive baseline on one catalogue (``Plan`` for the options)."""
+    return measure_together([Plan(body, **plan)])[0]
+
+
+def measure_together(plans: Sequence[Plan]) -> list[tuple[SyncFigures, SyncFigures | None]]:
+    """Several catalogues in the same turns; for each, ours' figures and the baseline's.
+
+    Times are the best of the plan's turns; in a turn, every catalogue's pair of ours (a first
+    sync into an emptied table, then an unchanged one) runs first, one after the other, then
+    each catalogue's floor and baseline. So load from other processes, which only ever adds
+    time, hits ours and the baseline alike, and the passes of two sizes are a minute apart, not
+    a quarter of an hour: the VM's speed moves by half in that time, which a ratio of two
+    sizes would read as scaling. Then, per catalogue, ours' peak memory and its queries, each
+    in its own pass; the baseline's queries are counted in its first timed pair.
     """
-    ours_times: list[tuple[float, float]] = []
-    naive_times: list[tuple[float, float]] = []
-    floors: list[FloorFigures] = []
-    paired_times: list[float] = []
-    figures = SyncFigures()
-    naive_figures = SyncFigures() if baseline else None
-    for turn in range(repeats):
-        with mocked_upstream(body):
-            ours_times.append(_time_pair(ours))
-            if floor:
-                wipe()
-                floors.append(bare_write(body))
-        if paired is not None:
-            with mocked_upstream(paired):
-                wipe()
-                paired_times.append(_timed(ours))
-        if naive_figures is None or turn >= (baseline_repeats or repeats):
-            continue
-        with mocked_upstream(body):
-            if turn:
-                naive_times.append(_time_pair(naive))
-                continue
+    all_passes = [_Passes(plan) for plan in plans]
+    for turn in range(max((plan.repeats for plan in plans), default=0)):
+        active = [passes for passes in all_passes if turn < passes.plan.repeats]
+        for passes in active:
+            with mocked_upstream(passes.plan.body):
+                passes.ours.append(_time_pair(ours))
+        for passes in active:
+            _extras(passes, turn)
+    return [_figures(passes) for passes in all_passes]
+
+
+def _extras(passes: _Passes, turn: int) -> None:
+    """A turn's floor and baseline passes of one catalogue."""
+    plan = passes.plan
+    with mocked_upstream(plan.body):
+        if plan.floor:
             wipe()
-            with _counting_queries() as first:
-                first_seconds = _timed(naive)
-            with _counting_queries() as resync:
-                naive_times.append((first_seconds, _timed(naive)))
-            naive_figures.first_queries, naive_figures.resync_queries = first[0], resync[0]
-    figures.first_seconds = min(t[0] for t in ours_times)
-    figures.resync_seconds = min(t[1] for t in ours_times)
-    if paired_times:
-        figures.paired_first_seconds = min(paired_times)
-    if floors:
-        best = min(floors, key=attrgetter("seconds"))
+            passes.floors.append(bare_write(plan.body))
+        if not plan.baseline or turn >= (plan.baseline_repeats or plan.repeats):
+            return
+        if turn:
+            passes.naive.append(_time_pair(naive))
+            return
+        wipe()
+        with _counting_queries() as first:
+            first_seconds = _timed(naive)
+        with _counting_queries() as resync:
+            passes.naive.append((first_seconds, _timed(naive)))
+        passes.naive_queries = (first[0], resync[0])
+
+
+def _figures(passes: _Passes) -> tuple[SyncFigures, SyncFigures | None]:
+    plan = passes.plan
+    figures = SyncFigures(
+        first_seconds=min(t[0] for t in passes.ours),
+        resync_seconds=min(t[1] for t in passes.ours),
+    )
+    if passes.floors:
+        best = min(passes.floors, key=attrgetter("seconds"))
         figures.floor_seconds = best.seconds
         figures.floor_read_seconds = best.read_seconds
         figures.floor_rows_seconds = best.rows_seconds
         figures.floor_changelog_seconds = best.changelog_seconds
-    if naive_figures is not None:
-        naive_figures.first_seconds = min(t[0] for t in naive_times)
-        naive_figures.resync_seconds = min(t[1] for t in naive_times)
-    with mocked_upstream(body):
-        if memory:
+    naive_figures = None
+    if passes.naive:
+        first_queries, resync_queries = passes.naive_queries or (None, None)
+        naive_figures = SyncFigures(
+            first_seconds=min(t[0] for t in passes.naive),
+            resync_seconds=min(t[1] for t in passes.naive),
+            first_queries=first_queries,
+            resync_queries=resync_queries,
+        )
+    with mocked_upstream(plan.body):
+        if plan.memory:
             wipe()
             figures.first_peak_mib = _peak_mib(ours)
             figures.resync_peak_mib = _peak_mib(ours)

@@ -15,9 +15,11 @@ from bench.env import UnsafeDatabase, choose_database
 from bench.read import measure_read_path
 from bench.sync import (
     API_URL,
+    Plan,
     bare_write,
     fixture_body,
     measure,
+    measure_together,
     mocked_upstream,
     ours,
     synthetic_body,
@@ -144,7 +146,7 @@ def test_the_100k_target_names_what_the_insert_alone_takes():
     )
 
 
-def test_a_paired_catalogue_is_synced_in_every_turn():
+def test_catalogues_measured_together_take_the_same_turns():
     served = []
 
     def sync() -> None:  # which answer is mocked, and whether the table was emptied
@@ -152,26 +154,25 @@ def test_a_paired_catalogue_is_synced_in_every_turn():
         served.append((len(records), LLMModel.objects.count()))
         LLMModel.objects.create(model_id=f"x/{len(served)}", first_seen_at=NOW, last_seen_at=NOW)
 
+    small = Plan(synthetic_body(5), repeats=3, baseline=False, memory=False)
+    big = Plan(synthetic_body(30), repeats=2, baseline=False, memory=False)
     with mock.patch("bench.sync.ours", side_effect=sync):
-        figures, naive = measure(
-            synthetic_body(30), repeats=2, baseline=False, memory=False, paired=synthetic_body(5)
-        )
+        (small_figures, small_naive), (big_figures, big_naive) = measure_together([small, big])
 
-    assert naive is None
-    assert figures.paired_first_seconds is not None
-    # Each turn: ours' first sync and resync, then the paired first sync into an emptied
-    # table; then the two counted passes.
-    turn = [(30, 0), (30, 1), (5, 0)]
-    assert served == turn + turn + [(30, 0), (30, 1)]
+    assert small_naive is None and big_naive is None
+    assert small_figures.first_seconds > 0 and big_figures.first_seconds > 0
+    # Each turn: each catalogue's first sync into an emptied table and its resync; the third
+    # turn is the smaller one's alone; then, per catalogue, the two counted passes.
+    turn = [(5, 0), (5, 1), (30, 0), (30, 1)]
+    assert served == turn + turn + [(5, 0), (5, 1)] + [(5, 0), (5, 1), (30, 0), (30, 1)]
 
 
-def test_the_scaling_target_shows_the_passes_of_the_same_turns_beside_it():
-    results = full_results(2.0, figures(33.0, paired_first_seconds=3.0))
+def test_the_scaling_target_divides_the_two_sizes_best_times():
+    results = full_results(2.0, figures(25.0))
 
     target = next(t for t in report.evaluate(results) if t.name == "100k time ≤ 12 x 10k time")
-    assert (results["scaling_100000_over_10000"], target.verdict) == (16.5, "MISS")
-    assert results["scaling_paired_100000_over_10000"] == 11.0
-    assert target.detail == "x 16.50 (x 11.00 against 3.00 s at 10000 timed in the same turns)"
+    assert (results["scaling_100000_over_10000"], target.verdict) == (12.5, "MISS")
+    assert target.detail == "x 12.50 (best of each, the two sizes timed in the same turns)"
 
 
 def _written() -> tuple[list[dict], list[dict]]:
