@@ -121,6 +121,56 @@ def test_category_coding_from_name():
     assert _model(2026, "cohere/north-mini-code:free").category == "coding"
 
 
+# One name per alternative of each category's pattern, and names that hold a hint but match
+# nothing: a hint missing from ``_*_HINTS`` would send its name to "general".
+@pytest.mark.parametrize(
+    ("model_id", "category"),
+    [
+        ("a/code-x", "coding"),
+        ("a/x-coder", "coding"),
+        ("a/coding-1", "coding"),
+        ("mistralai/codestral", "coding"),
+        ("mistralai/devstral-small", "coding"),
+        ("a/programming-x", "coding"),
+        ("a/swe-1", "coding"),
+        ("bigcode/starcoder2", "coding"),
+        ("a/deep-research", "research"),
+        ("perplexity/sonar", "research"),
+        ("a/web-search", "research"),
+        ("a/creative-writer", "creative"),
+        ("a/storyteller", "creative"),
+        ("a/roleplay-x", "creative"),
+        ("a/rp", "creative"),
+        ("a/xrp-x", "creative"),
+        ("gryphe/mythomax", "creative"),
+        ("google/lyria-2", "creative"),
+        ("a/music-gen", "creative"),
+        ("a/novelist", "creative"),
+        ("a/fiction-x", "creative"),
+        ("thedrummer/unslopnemo", "creative"),
+        ("a/reasoner", "reasoning"),
+        ("a/thinker", "reasoning"),
+        ("deepseek/r1", "reasoning"),
+        ("a/x-r1x", "reasoning"),
+        ("a/xr1-x", "reasoning"),
+        ("tngtech/deepseek-r1t", "reasoning"),
+        ("qwen/qwq-32b", "reasoning"),
+        ("deepseek/deepseek-prover", "reasoning"),
+        ("openai/o1", "reasoning"),
+        ("openai/o3-mini", "reasoning"),
+        ("openai/o4", "reasoning"),
+        ("thudm/glm-z1", "reasoning"),
+        ("a/codex", "general"),
+        ("a/swell", "general"),
+        ("a/sharp", "general"),
+        ("a/o10", "general"),
+        ("a/plain", "general"),
+    ],
+)
+def test_category_from_each_word_of_the_patterns(model_id, category):
+    assert openrouter.categorize(model_id, "", False, []) == category
+
+
 def test_top_level_list_is_accepted():
     records = fixture_records(2025)
     assert len(parse_body(json.dumps(records).encode())) == 321
