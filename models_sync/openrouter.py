@@ -565,12 +565,7 @@ def parse_record(record: Any) -> ParsedModel:
     description = description if isinstance(description, str) else ""
     slug = record.get("canonical_slug")
     slug = slug if isinstance(slug, str) and len(slug) <= MAX_ID_LENGTH else ""
-    parameters = record.get("supported_parameters")
-    parameters = (
-        sorted({p for p in parameters if isinstance(p, str) and len(p) <= 100})
-        if isinstance(parameters, list)
-        else []
-    )
+    parameters = _parameters(record.get("supported_parameters"))
     reason = free_verdict(model_id, prices, output_modalities)
     top_provider = record.get("top_provider")
     metadata = {
@@ -694,23 +689,75 @@ def _parse_created(value: Any) -> datetime | None:
 
 def _modalities(architecture: dict[str, Any]) -> tuple[list[str], list[str], bool]:
     modality = architecture.get("modality")
-    modality = modality if isinstance(modality, str) else ""
+    inputs, outputs, has_vision = _modalities_of(
+        modality if isinstance(modality, str) else "",
+        _stated(architecture.get("input_modalities")),
+        _stated(architecture.get("output_modalities")),
+    )
+    return list(inputs), list(outputs), has_vision
+
+
+def _stated(value: Any) -> tuple[str, ...] | None:
+    """A non-empty list of strings as a tuple; None where the modality string decides."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def _modalities_of(
+    modality: str, inputs: tuple[str, ...] | None, outputs: tuple[str, ...] | None
+) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    if _memoizable((modality, *(inputs or ()), *(outputs or ()))):
+        return _memo_modalities(modality, inputs, outputs)
+    return _derive_modalities(modality, inputs, outputs)
+
+
+def _memoizable(strings: tuple[Any, ...]) -> bool:
+    """Short enough to be kept by a memo: what one process keeps of the texts it has read is
+    bounded, whatever an answer holds."""
+    return len(strings) <= 50 and all(type(s) is str and len(s) <= 100 for s in strings)
+
+
+def _derive_modalities(
+    modality: str, inputs: tuple[str, ...] | None, outputs: tuple[str, ...] | None
+) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    """Stated modalities win (each once); else the ``modality`` string (``text+image->text``,
+    or 2024's ``multimodal``) tells."""
     left, arrow, right = modality.partition("->")
-    if modality == "multimodal":
-        derived_in = ["text", "image"]
+    if inputs is not None:
+        inputs = tuple(dict.fromkeys(inputs))
+    elif modality == "multimodal":
+        inputs = ("text", "image")
     else:
-        derived_in = [m for m in left.split("+") if m] or ["text"]
-    derived_out = [m for m in right.split("+") if m] if arrow else ["text"]
-
-    def _strings(value: Any, fallback: list[str]) -> list[str]:
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            return list(dict.fromkeys(value))
-        return fallback
-
-    inputs = _strings(architecture.get("input_modalities"), derived_in)
-    outputs = _strings(architecture.get("output_modalities"), derived_out)
+        inputs = tuple(m for m in left.split("+") if m) or ("text",)
+    if outputs is not None:
+        outputs = tuple(dict.fromkeys(outputs))
+    else:
+        outputs = tuple(m for m in right.split("+") if m) if arrow else ("text",)
     has_vision = "image" in inputs or modality == "multimodal" or "image" in left.split("+")
     return inputs, outputs, has_vision
+
+
+# A catalogue states a handful of modality combinations and parameter lists, each in many
+# records: they were a third of validating a record.
+_memo_modalities = lru_cache(maxsize=1024)(_derive_modalities)
+
+
+def _parameters(value: Any) -> list[str]:
+    """The supported parameters, sorted, each once; what is not a short string is dropped."""
+    if not isinstance(value, list):
+        return []
+    stated = tuple(value)
+    if _memoizable(stated):
+        return list(_memo_parameters(stated))
+    return list(_sorted_parameters(stated))
+
+
+def _sorted_parameters(value: Iterable[Any]) -> tuple[str, ...]:
+    return tuple(sorted({p for p in value if isinstance(p, str) and len(p) <= 100}))
+
+
+_memo_parameters = lru_cache(maxsize=1024)(_sorted_parameters)
 
 
 def categorize(model_id: str, name: str, has_vision: bool, parameters: list[str]) -> str:

@@ -228,3 +228,84 @@ def test_a_row_with_a_key_goes_through_bulk_create():
     assert bulk.insert(LLMModel, [row]) == [4242]
 
     assert LLMModel.objects.get(pk=4242).model_id == row["model_id"]
+
+
+def sent(values: list[Any]) -> list[Any]:
+    """The values as the database gets them: PostgreSQL's ``Jsonb`` wrappers as their text."""
+    return [
+        (value.dumps or json.dumps)(value.obj) if type(value).__name__ == "Jsonb" else value
+        for value in values
+    ]
+
+
+def prepared(values: list[Any], field: models.Field) -> list[Any]:
+    return sent(bulk._prepared(values, field, connection))
+
+
+def prepared_naively(values: list[Any], field: models.Field) -> list[Any]:
+    return sent([field.get_db_prep_save(value, connection) for value in values])
+
+
+def test_equal_values_of_a_column_are_prepared_once():
+    field = LLMModel._meta.get_field("supported_parameters")
+    values = [["tools", "top_p"], ["seed"], ["tools", "top_p"], ["seed"], ["tools", "top_p"]]
+
+    with mock.patch.object(field, "get_db_prep_save", wraps=field.get_db_prep_save) as prepare:
+        result = prepared(values, field)
+
+    assert prepare.call_count == 2
+    assert result == prepared_naively(values, field)
+
+
+def test_values_that_are_equal_but_stored_apart_are_prepared_apart():
+    json_field = LLMModel._meta.get_field("pricing")
+    float_field = LLMModel._meta.get_field("availability")
+    objects = [{"free": True}, {"free": 1}, {"free": 1.0}, {"free": "1"}, {"free": True}]
+    objects += [True, 1, "1", True, 1]
+    numbers = [0.0, -0.0, 1, 1.0, True, 0.0]
+
+    assert prepared(objects, json_field) == prepared_naively(objects, json_field)
+    assert list(map(repr, prepared(numbers, float_field))) == list(
+        map(repr, prepared_naively(numbers, float_field))
+    )
+
+
+def test_a_string_goes_through_a_text_column_unprepared():
+    field = LLMModel._meta.get_field("description")
+    values = ["Gemma 3", "Gemma 3", "Llama"]
+
+    with mock.patch.object(field, "get_db_prep_save") as prepare:
+        result = bulk._prepared(values, field, connection)
+
+    assert prepare.call_count == 0
+    assert [a is b for a, b in zip(result, values, strict=True)] == [True, True, True]
+
+
+def test_a_record_text_goes_through_its_encoder():
+    field = LLMModel._meta.get_field("raw")
+    values = [RecordText('{"id": "a/b"}'), RecordText('{"id": "a/b"}'), {"id": "a/b"}]
+
+    assert prepared(values, field) == ['{"id": "a/b"}'] * 3
+
+
+class TaggedJSONField(models.JSONField):
+    def get_prep_value(self, value):
+        return {"tag": self.model.__name__, "value": value}
+
+
+@isolate_apps("models_sync")
+def test_a_field_that_prepares_values_its_own_way_prepares_every_one():
+    class Tagged(models.Model):  # noqa: DJ008 (never shown)
+        data = TaggedJSONField()
+
+        class Meta:
+            app_label = "models_sync"
+
+    field = Tagged._meta.get_field("data")
+    values = [["a"], ["a"], ["a"]]
+
+    with mock.patch.object(field, "get_db_prep_save", wraps=field.get_db_prep_save) as prepare:
+        result = prepared(values, field)
+
+    assert prepare.call_count == 3
+    assert result == prepared_naively(values, field)

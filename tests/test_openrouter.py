@@ -105,6 +105,43 @@ def test_vision_from_modality_string_when_lists_are_missing():
     assert openrouter.parse_record(record).has_vision
 
 
+def test_stated_modalities_and_parameters_are_kept_once_each_in_order():
+    record = {"id": "a/b", "pricing": {"prompt": "0", "completion": "0"}}
+    record["architecture"] = {"input_modalities": ["image", "text", "image"], "modality": "x"}
+    record["supported_parameters"] = ["tools", "seed", 7, "tools", "x" * 101]
+
+    model = openrouter.parse_record(record)
+
+    assert (model.input_modalities, model.output_modalities) == (["image", "text"], ["text"])
+    assert model.supported_parameters == ["seed", "tools"]
+
+
+def test_each_parsed_model_owns_its_lists():
+    record = fixture_records(2026)[0]
+    first = openrouter.parse_record(record)
+    first.input_modalities.append("smell")
+    first.supported_parameters.clear()
+
+    again = openrouter.parse_record(record)
+
+    assert "smell" not in again.input_modalities
+    assert again.supported_parameters == sorted(set(record["supported_parameters"]))
+
+
+def test_long_upstream_texts_are_not_memoized():
+    openrouter._memo_parameters.cache_clear()
+    openrouter._memo_modalities.cache_clear()
+    record = {"id": "a/b", "pricing": {"prompt": "0", "completion": "0"}}
+    record["architecture"] = {"modality": "text+image->text" + "+x" * 200}
+    record["supported_parameters"] = ["seed", "y" * 5000]
+
+    model = openrouter.parse_record(record)
+
+    assert (model.has_vision, model.supported_parameters) == (True, ["seed"])
+    assert openrouter._memo_parameters.cache_info().currsize == 0
+    assert openrouter._memo_modalities.cache_info().currsize == 0
+
+
 def test_alias_author_drops_tilde():
     alias = next(r for r in fixture_records(2026) if r["id"].startswith("~"))
     assert openrouter.parse_record(alias).author == alias["id"][1:].split("/")[0]
