@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import conf, openrouter
-from .openrouter import ParsedModel, RecordError
+from .openrouter import ParsedModel, RecordError, RecordFacts
 
 OPENROUTER = "openrouter"
 
@@ -23,6 +23,10 @@ class Catalogue(Protocol):
 
     def parse_record(self, record: Any) -> ParsedModel: ...
 
+    def record_facts(self, record: Any) -> RecordFacts:
+        """``parse_record``'s verdict on the record and the facts a sync sorts it by."""
+        ...
+
 
 @dataclass(frozen=True)
 class OpenRouterCatalogue:
@@ -33,6 +37,9 @@ class OpenRouterCatalogue:
 
     def parse_record(self, record: Any) -> ParsedModel:
         return openrouter.parse_record(record)
+
+    def record_facts(self, record: Any) -> RecordFacts:
+        return openrouter.record_facts(record)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,12 @@ class OpenAICompatibleCatalogue:
             metadata={"architecture": {}, "topProvider": None, "perRequestLimits": None},
             raw=record,
             price_signature=openrouter.price_signature(pricing),
+        )
+
+    def record_facts(self, record: Any) -> RecordFacts:
+        model = self.parse_record(record)  # cheap already: nothing to leave out
+        return RecordFacts(
+            model.model_id, model.author, model.name, model.context_length, model.is_free
         )
 
 

@@ -39,8 +39,9 @@ from .openrouter import ParsedModel, UpstreamError
 logger = logging.getLogger("models_sync")
 
 BATCH_SIZE = 500
-# Parsed models a sync keeps between reading the answer and writing it (about 30 MiB); past
-# that they are parsed again when written, so memory stays flat however large the catalogue.
+# Parsed models a sync keeps between reading the answer and writing it (about 45 MiB); past
+# that a record is only checked when read and parsed when written, so memory stays flat
+# however large the catalogue.
 KEEP_PARSED = 5_000
 LOCK_NAME = "openrouter-sync"
 CACHE_KEY = "models_sync:free-models:v2"
@@ -428,7 +429,7 @@ class _Entry:
     content_hash: str
     key: tuple[Any, ...]
     is_free: bool
-    model: ParsedModel | None  # None: unchanged since the last sync, or to be parsed again
+    model: ParsedModel | None  # None: unchanged since the last sync, or to be parsed when written
     rank: int = 0
 
 
@@ -439,17 +440,21 @@ def _read_entries(
     existing: dict[str, _Stored],
 ) -> tuple[list[_Entry], openrouter.ModelScan]:
     """First pass, before any write: every record is read, so a broken body fails here; a
-    record whose text is the one stored is not parsed again; at most ``KEEP_PARSED`` parsed
-    models are kept for the writes, the others are parsed again then, so that a huge catalogue
-    is never held parsed whole."""
+    record whose text is the one stored is not parsed again. At most ``KEEP_PARSED`` parsed
+    models are kept for the writes, so that a huge catalogue is never held parsed whole: past
+    them, a record is only checked (``record_facts``) and is parsed when it is written."""
     known = {model_id: row.content_hash for model_id, row in existing.items() if row.is_available}
-    scan = openrouter.scan_document(document, parse=reader.parse_record, known=known)
+    kept = 0
+
+    def parse(record: Any) -> ParsedModel | openrouter.RecordFacts:
+        return reader.parse_record(record) if kept < KEEP_PARSED else reader.record_facts(record)
+
+    scan = openrouter.scan_document(document, parse=parse, known=known)
     providers = frozenset(conf.known_providers())
     entries: list[_Entry] = []
-    kept = 0
     for found in scan:
-        model = found.model
-        if model is None:  # unchanged: its sort key and free flag are the stored ones
+        facts = found.model
+        if facts is None:  # unchanged: its sort key and free flag are the stored ones
             row = existing[found.model_id]
             key = sort_key(
                 row.author, row.context_length, row.name, found.model_id, known=providers
@@ -457,12 +462,11 @@ def _read_entries(
             is_free = row.is_free
         else:
             key = sort_key(
-                model.author, model.context_length, model.name, model.model_id, known=providers
+                facts.author, facts.context_length, facts.name, facts.model_id, known=providers
             )
-            is_free = model.is_free
-            if kept >= KEEP_PARSED:
-                model = None
-            kept += model is not None
+            is_free = facts.is_free
+        model = facts if isinstance(facts, ParsedModel) else None
+        kept += model is not None
         entry = _Entry(
             found.model_id, found.start, found.end, found.content_hash, key, is_free, model
         )

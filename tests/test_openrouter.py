@@ -142,6 +142,16 @@ def test_long_upstream_texts_are_not_memoized():
     assert openrouter._memo_modalities.cache_info().currsize == 0
 
 
+@pytest.mark.parametrize("year", [2024, 2025, 2026])
+def test_record_facts_are_the_parsed_models(year):
+    records = fixture_records(year)
+    models = [openrouter.parse_record(record) for record in records]
+
+    facts = [openrouter.record_facts(record) for record in records]
+
+    assert facts == [(m.model_id, m.author, m.name, m.context_length, m.is_free) for m in models]
+
+
 def test_alias_author_drops_tilde():
     alias = next(r for r in fixture_records(2026) if r["id"].startswith("~"))
     assert openrouter.parse_record(alias).author == alias["id"][1:].split("/")[0]

@@ -10,7 +10,9 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from models_sync import openrouter
 from models_sync.models import LLMModel, SyncRun
+from models_sync.openrouter import RecordError
 from models_sync.services import SyncError, sync_models
 
 from .conftest import API_URL, fixture_records
@@ -164,3 +166,24 @@ def test_streamed_body_reads_as_json_loads(document, indent, cut, junk):
         assert not got.startswith("response is not valid JSON")
     else:
         assert got == expected
+
+
+def _verdict(check, record):
+    try:
+        return check(record)
+    except RecordError as exc:
+        return f"RecordError: {exc}"
+
+
+@PROPERTY
+@given(record=junk_records)
+def test_record_facts_judge_any_record_as_parse_record_does(record):
+    parsed = _verdict(openrouter.parse_record, record)
+    expected = parsed
+    if isinstance(parsed, openrouter.ParsedModel):
+        expected = (parsed.model_id, parsed.author, parsed.name, parsed.context_length)
+        expected += (parsed.is_free,)
+
+    facts = _verdict(openrouter.record_facts, record)
+
+    assert (tuple(facts) if isinstance(facts, tuple) else facts) == expected

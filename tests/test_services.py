@@ -541,6 +541,16 @@ def test_read_entries_keeps_at_most_keep_parsed_models(monkeypatch):
     assert sum(entry.model is not None for entry in entries) == 100
 
 
+def test_past_the_kept_models_each_record_is_parsed_once(serve, monkeypatch):
+    monkeypatch.setattr(services, "KEEP_PARSED", 100)
+    serve(2026)
+    parsed = _counting_parser(monkeypatch)
+
+    sync_models(trigger="cli")
+
+    assert sorted(parsed) == sorted(record["id"] for record in fixture_records(2026))
+
+
 def test_signal_changes_are_the_runs_rows_in_order(serve):
     from models_sync.signals import models_changed
 
