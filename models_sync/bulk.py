@@ -28,7 +28,15 @@ from itertools import chain
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import AutoField, DateField, DateTimeField, Field, Model
+from django.db.models import (
+    AutoField,
+    CharField,
+    DateField,
+    DateTimeField,
+    Field,
+    Model,
+    TextField,
+)
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
 
@@ -153,12 +161,15 @@ def _plain_fields(model: type[Model]) -> list[Field] | None:
 def _prepared(values: list[object], field: Field, connection) -> list[object]:
     """The column's values as ``field.get_db_prep_save`` prepares them, calling it once for
     each distinct value where the result can only depend on the value (see ``_key``), and not
-    at all for a ``str`` in a text column of Django's own, which it returns as it is."""
+    at all for a ``str`` that ``CharField``'s or ``TextField``'s own code would return as it
+    is."""
     prepare = field.get_db_prep_save
-    djangos = _djangos_own(type(field)) and (
-        not field.is_relation or _djangos_own(type(field.target_field))
-    )
-    passes = str if djangos and field.get_internal_type() in _TEXT_TYPES else None
+    djangos = _djangos_own(type(field))
+    target = field
+    while djangos and target.is_relation:  # a key prepares its value as the field it points to
+        target = target.target_field
+        djangos = _djangos_own(type(target))
+    passes = str if _passes_strings(type(field)) else None
     keyed = djangos and getattr(field, "encoder", None) is None
     memo: dict[Any, object] = {}
     prepared = []
@@ -183,7 +194,12 @@ def _prepared(values: list[object], field: Field, connection) -> list[object]:
     return prepared
 
 
-_TEXT_TYPES = frozenset({"CharField", "TextField"})
+_TEXT_PREP = {
+    "get_db_prep_save": {Field.get_db_prep_save},
+    "get_db_prep_value": {Field.get_db_prep_value},
+    "get_prep_value": {CharField.get_prep_value, TextField.get_prep_value},
+    "to_python": {CharField.to_python, TextField.to_python},
+}
 _PREP_METHODS = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
 _MISSING = object()
 # Scalars whose equal values are prepared alike. Not float: -0.0 == 0.0, and JSON tells them
@@ -193,12 +209,19 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 
 @cache
 def _djangos_own(field_class: type[Field]) -> bool:
-    """Whether the field prepares a value with Django's own code only: then a ``str`` goes
-    through a text column unchanged, and the result depends on the value alone."""
+    """Whether the field prepares a value with Django's own code only: then the result depends
+    on the value alone."""
     return all(
         getattr(field_class, name).__module__.startswith("django.db.models.fields")
         for name in _PREP_METHODS
     )
+
+
+@cache
+def _passes_strings(field_class: type[Field]) -> bool:
+    """Whether the field prepares a value with ``CharField``'s or ``TextField``'s code, which
+    returns a ``str`` as it is."""
+    return all(getattr(field_class, name) in methods for name, methods in _TEXT_PREP.items())
 
 
 def _key(value: object) -> tuple[Any, ...] | None:

@@ -5,34 +5,43 @@ Every value has its default here; ``tetika/settings.py`` may set any ``MODELS_SY
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
 DEFAULT_API_URL = "https://openrouter.ai/api/v1/models"
 DEFAULT_KNOWN_PROVIDERS = ("google", "meta-llama", "microsoft", "mistralai", "qwen")
 PREFIX = "MODELS_SYNC_"
 
-# What each setting read found (``_UNSET`` where the project sets none). Reading a setting the
-# project leaves out goes through a raised and caught AttributeError in ``LazySettings``:
-# four of them were a twentieth of a memory-tier GET. ``override_settings`` clears an entry.
-_read: dict[str, Any] = {}
+# The settings the project leaves out, and the settings object they were looked up in.
+# ``LazySettings`` keeps the settings it finds, but looks a missing one up again on each read,
+# through a raised and caught AttributeError: four of them were a twentieth of a memory-tier
+# GET. ``override_settings`` (and pytest-django's ``settings``) install another settings
+# object, which starts an empty set.
+_absent: tuple[object, set[str]] = (None, set())
 _UNSET = object()
 
 
 def _get(name: str, default):
-    value = _read.get(name, _UNSET)
-    if value is _UNSET and name not in _read:
-        value = _read[name] = getattr(settings, PREFIX + name, _UNSET)
-    return default if value is _UNSET else value
+    key = PREFIX + name
+    checked, absent = _absent
+    if checked is settings._wrapped and key in absent:
+        return default
+    value = getattr(settings, key, _UNSET)
+    if value is not _UNSET:
+        return value
+    _remember_absent(key)
+    return default
 
 
-@receiver(setting_changed)
-def _forget(*, setting: str, **kwargs: Any) -> None:
-    if setting.startswith(PREFIX):
-        _read.pop(setting.removeprefix(PREFIX), None)
+def _remember_absent(key: str) -> None:
+    global _absent
+    current = settings._wrapped
+    if hasattr(current, key):  # set by an override since it was read: nothing to remember
+        return
+    checked, absent = _absent
+    if checked is not current:
+        absent = set()
+        _absent = (current, absent)
+    absent.add(key)
 
 
 def api_url() -> str:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation, getcontext
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -662,18 +662,32 @@ def _parse_prices(pricing: dict[str, Any]) -> dict[str, Decimal]:
     return prices
 
 
+# A price states an amount of dollars a token, a request or an image: one whose text is longer,
+# or whose magnitude is further from 1, is not a price (1e-999998 would normalise to a million
+# digits, kept by the memo below and stored in the change log; 9.99...E+999999 would overflow).
+# 1e999 is still read, as a price nobody pays.
+MAX_PRICE_TEXT = 100
+MAX_PRICE_EXPONENT = 1000
+
+
+def _amount(text: str) -> Decimal | str:
+    """The amount a price's text states, or why it states none."""
+    if len(text) > MAX_PRICE_TEXT:
+        return f"is longer than {MAX_PRICE_TEXT} characters"
+    return _read_amount(text)
+
+
 # A catalogue states a few dozen distinct prices, each in hundreds of records: each text is
 # read (and each amount normalised, below) once per process instead of once per record.
 @lru_cache(maxsize=4096)
-def _amount(text: str) -> Decimal | str:
-    """The amount a price's text states, or why it states none."""
+def _read_amount(text: str) -> Decimal | str:
     try:
         amount = Decimal(text)
     except (InvalidOperation, ValueError, TypeError):
         return "is not a number"
     if not amount.is_finite():
         return "is not a finite number"
-    if amount.adjusted() > getcontext().Emax:  # Decimal arithmetic on it would overflow
+    if amount and abs(amount.adjusted()) > MAX_PRICE_EXPONENT:
         return "is out of range"
     return amount
 
@@ -726,7 +740,8 @@ def _parse_context(record: dict[str, Any]) -> int:
     if isinstance(value, float) and not value.is_integer():
         raise RecordError(f"context_length {value!r} is not a whole number")
     if not 0 <= value <= MAX_CONTEXT_LENGTH:
-        raise RecordError(f"context_length {value:g} is out of range")
+        shown = f"{value:g}" if abs(value) < 1e300 else f"{str(value)[:20]}..."
+        raise RecordError(f"context_length {shown} is out of range")
     return int(value)
 
 
@@ -766,9 +781,13 @@ def _modalities_of(
 
 
 def _memoizable(strings: tuple[Any, ...]) -> bool:
-    """Short enough to be kept by a memo: what one process keeps of the texts it has read is
-    bounded, whatever an answer holds."""
-    return len(strings) <= 50 and all(type(s) is str and len(s) <= 100 for s in strings)
+    """Short enough to be kept by a memo (1 024 keys of at most 1 000 characters): what one
+    process keeps of the texts it has read stays a few MiB, whatever an answer holds."""
+    return (
+        len(strings) <= 50
+        and all(type(s) is str for s in strings)
+        and sum(map(len, strings)) <= 1000
+    )
 
 
 def _derive_modalities(

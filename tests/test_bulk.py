@@ -309,3 +309,21 @@ def test_a_field_that_prepares_values_its_own_way_prepares_every_one():
 
     assert prepare.call_count == 3
     assert result == prepared_naively(values, field)
+
+
+class TextStoredJSONField(models.JSONField):
+    def get_internal_type(self):
+        return "TextField"
+
+
+@isolate_apps("models_sync")
+def test_a_string_in_a_json_column_stored_as_text_is_encoded():
+    class Noted(models.Model):  # noqa: DJ008 (never shown)
+        note = TextStoredJSONField()
+
+        class Meta:
+            app_label = "models_sync"
+
+    field = Noted._meta.get_field("note")
+
+    assert prepared(["a", "a"], field) == prepared_naively(["a", "a"], field) == ['"a"', '"a"']

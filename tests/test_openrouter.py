@@ -132,7 +132,7 @@ def test_long_upstream_texts_are_not_memoized():
     openrouter._memo_parameters.cache_clear()
     openrouter._memo_modalities.cache_clear()
     record = {"id": "a/b", "pricing": {"prompt": "0", "completion": "0"}}
-    record["architecture"] = {"modality": "text+image->text" + "+x" * 200}
+    record["architecture"] = {"modality": "text+image->text" + "+x" * 500}
     record["supported_parameters"] = ["seed", "y" * 5000]
 
     model = openrouter.parse_record(record)
@@ -272,6 +272,29 @@ def test_unusable_body_raises_clear_error(body, message):
         (
             {"id": "a/b", "pricing": {"prompt": "1e1000000", "completion": "0"}},
             "price 'prompt' is out of range: '1e1000000'",
+        ),
+        (
+            {"id": "a/b", "pricing": {"prompt": "1e-999998", "completion": "0"}},
+            "price 'prompt' is out of range: '1e-999998'",
+        ),
+        (  # within Decimal's range, but normalising it would overflow
+            {
+                "id": "a/b",
+                "pricing": {
+                    "prompt": "0",
+                    "completion": "0",
+                    "image": "9." + "9" * 29 + "E+999999",
+                },
+            },
+            "price 'image' is out of range: '9.99999999999999999999999999999E+999999'",
+        ),
+        (
+            {"id": "a/b", "pricing": {"prompt": "0" * 101, "completion": "0"}},
+            f"price 'prompt' is longer than 100 characters: '{'0' * 40}'",
+        ),
+        (
+            {"id": "a/b", "pricing": {"prompt": "0"}, "context_length": 10**400},
+            "context_length 10000000000000000000... is out of range",
         ),
         (
             {"id": "a/b", "pricing": {"prompt": "0"}, "context_length": -1},

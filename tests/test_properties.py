@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from models_sync import openrouter
 from models_sync.models import LLMModel, SyncRun
-from models_sync.openrouter import RecordError
 from models_sync.services import SyncError, sync_models
 
 from .conftest import API_URL, fixture_records
@@ -171,8 +170,34 @@ def test_streamed_body_reads_as_json_loads(document, indent, cut, junk):
 def _verdict(check, record):
     try:
         return check(record)
-    except RecordError as exc:
-        return f"RecordError: {exc}"
+    except Exception as exc:  # anything but a RecordError fails the property below
+        return f"{type(exc).__name__}: {exc}"
+
+
+prices = st.one_of(
+    st.decimals().map(str),
+    st.from_regex(r"-?[0-9]{1,3}(\.[0-9]{1,30})?[eE][+-]?[0-9]{1,7}", fullmatch=True),
+    st.text(max_size=120),
+)
+
+
+@PROPERTY
+@given(
+    price=prices,
+    context=st.one_of(st.integers(min_value=-(10**400), max_value=10**400), st.floats()),
+)
+def test_any_price_or_context_is_accepted_or_a_record_error(price, context):
+    record = {"id": "a/b", "pricing": {"prompt": "0", "completion": price}}
+    record["context_length"] = context
+
+    verdict = _verdict(openrouter.parse_record, record)
+
+    assert isinstance(verdict, openrouter.ParsedModel) or verdict.startswith("RecordError: ")
+    facts = _verdict(openrouter.record_facts, record)
+    if isinstance(verdict, openrouter.ParsedModel):
+        assert isinstance(facts, openrouter.RecordFacts)
+    else:
+        assert facts == verdict
 
 
 @PROPERTY
