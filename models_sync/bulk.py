@@ -184,12 +184,10 @@ def _prepared(values: list[object], field: Field, connection) -> list[object]:
             continue
         key = _key(value) if keyed else None
         if key is None:
-            last, last_prepared = value, prepare(value, connection)
+            last_prepared = prepare(value, connection)
         elif (last_prepared := memo.get(key, _MISSING)) is _MISSING:
             last_prepared = memo[key] = prepare(value, connection)
-            last = value
-        else:
-            last = value
+        last = value
         append(last_prepared)
     return prepared
 

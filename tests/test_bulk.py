@@ -293,15 +293,16 @@ class TaggedJSONField(models.JSONField):
         return {"tag": self.model.__name__, "value": value}
 
 
+def on_a_model(field: models.Field) -> models.Field:
+    """``field`` as a column of a throwaway model (under ``isolate_apps``)."""
+    meta = type("Meta", (), {"app_label": "models_sync"})
+    attrs = {"value": field, "Meta": meta, "__module__": __name__}
+    return type("Throwaway", (models.Model,), attrs)._meta.get_field("value")
+
+
 @isolate_apps("models_sync")
 def test_a_field_that_prepares_values_its_own_way_prepares_every_one():
-    class Tagged(models.Model):  # noqa: DJ008 (never shown)
-        data = TaggedJSONField()
-
-        class Meta:
-            app_label = "models_sync"
-
-    field = Tagged._meta.get_field("data")
+    field = on_a_model(TaggedJSONField())
     values = [["a"], ["a"], ["a"]]
 
     with mock.patch.object(field, "get_db_prep_save", wraps=field.get_db_prep_save) as prepare:
@@ -318,12 +319,6 @@ class TextStoredJSONField(models.JSONField):
 
 @isolate_apps("models_sync")
 def test_a_string_in_a_json_column_stored_as_text_is_encoded():
-    class Noted(models.Model):  # noqa: DJ008 (never shown)
-        note = TextStoredJSONField()
-
-        class Meta:
-            app_label = "models_sync"
-
-    field = Noted._meta.get_field("note")
+    field = on_a_model(TextStoredJSONField())
 
     assert prepared(["a", "a"], field) == prepared_naively(["a", "a"], field) == ['"a"', '"a"']
