@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -40,6 +41,27 @@ def _pragma(wrapper, name: str):
 def test_a_database_file_is_opened_in_wal_mode_with_normal_sync(file_connection):
     wrapper = file_connection()
     assert (_pragma(wrapper, "journal_mode"), _pragma(wrapper, "synchronous")) == ("wal", 1)
+
+
+def test_a_new_database_file_gets_16_kib_pages(file_connection):
+    wrapper = file_connection()
+    with wrapper.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (v TEXT)")
+    assert _pragma(wrapper, "page_size") == 16384
+
+
+def test_a_database_file_made_with_4_kib_pages_opens_and_keeps_them(tmp_path, file_connection):
+    made = sqlite3.connect(tmp_path / "db.sqlite3")
+    made.execute("PRAGMA page_size=4096")
+    made.execute("CREATE TABLE t (v TEXT)")
+    made.execute("INSERT INTO t VALUES ('kept')")
+    made.commit()
+    made.close()
+    wrapper = file_connection()
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT v FROM t")
+        assert cursor.fetchall() == [("kept",)]
+    assert (_pragma(wrapper, "page_size"), _pragma(wrapper, "journal_mode")) == (4096, "wal")
 
 
 def test_a_reader_reads_the_committed_rows_while_a_large_write_is_open(file_connection):
