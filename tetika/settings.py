@@ -77,7 +77,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # corrupt the file): a third of an unchanged sync's time. A large first fill pays for it,
     # each page written twice (README, Benchmarks). 16 KiB pages: a row (raw record and all) is
     # ~2.7 KiB, so 4 KiB pages hold one each, the rest unused; a database created with 16 KiB
-    # pages is ~20 % smaller and a 100 000-model first sync ~6 % faster (page_size only applies
+    # pages is ~20 % smaller and a 100 000-model first sync ~7 % faster (page_size only applies
     # to a new file, so it comes before journal_mode, which writes the header).
     DATABASES["default"]["ENGINE"] = "tetika.sqlite3"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
